@@ -1,0 +1,63 @@
+"""napari-selfdeblur: zero-shot blind deconvolution (SelfDeblur) for napari and scripts.
+
+The engine is importable without napari or Qt, and this package imports torch only when an engine
+function is first used, so napari starts quickly::
+
+    from napari_selfdeblur import deblur
+    result = deblur(image, kernel_size=31, preset="paper", seed=0)
+    result.latent, result.kernel
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "deblur": ".api",
+    "DeblurResult": ".api",
+    "DeblurConfig": ".config",
+    "ImageNetConfig": ".config",
+    "KernelNetConfig": ".config",
+    "PRESETS": ".config",
+    "get_preset": ".config",
+    "Progress": ".solver",
+    "estimate_noise_sigma": ".noise",
+    "SelfDeblurError": ".errors",
+    "InvalidInputError": ".errors",
+    "DeviceError": ".errors",
+    "OutOfMemoryError": ".errors",
+}
+
+__all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
+    "__version__",
+    "deblur",
+    "DeblurResult",
+    "DeblurConfig",
+    "ImageNetConfig",
+    "KernelNetConfig",
+    "PRESETS",
+    "get_preset",
+    "Progress",
+    "estimate_noise_sigma",
+    "SelfDeblurError",
+    "InvalidInputError",
+    "DeviceError",
+    "OutOfMemoryError",
+]
+
+if TYPE_CHECKING:
+    from .api import DeblurResult, deblur
+    from .config import PRESETS, DeblurConfig, ImageNetConfig, KernelNetConfig, get_preset
+    from .errors import DeviceError, InvalidInputError, OutOfMemoryError, SelfDeblurError
+    from .noise import estimate_noise_sigma
+    from .solver import Progress
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

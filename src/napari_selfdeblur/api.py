@@ -1,0 +1,181 @@
+"""Public entry point of the engine: :func:`deblur`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import DeblurConfig, get_preset
+from .errors import InvalidInputError
+from .image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
+from .noise import estimate_noise_sigma
+from .physics import latent_shape, parse_kernel_size
+from .solver import Progress
+
+
+@dataclass
+class DeblurResult:
+    """Outcome of :func:`deblur`.
+
+    ``latent`` has the input's shape, dtype and value range; ``kernel`` is the PSF (float32, unit
+    sum, blurry ≈ convolve(latent, kernel)). ``noise_sigma`` is in the input's units.
+    ``history`` holds (iteration, loss) pairs. A cancelled run holds the result of the last
+    completed iteration and ``cancelled=True``.
+    """
+
+    latent: np.ndarray
+    kernel: np.ndarray
+    noise_sigma: float
+    history: list[tuple[int, float]]
+    config: DeblurConfig
+    seed: int = 0
+    device: str = "cpu"
+    runtime_s: float = 0.0
+    iterations_run: int = 0
+    cancelled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1][1] if self.history else float("nan")
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready description of the run (parameters, seed, device, noise, loss, runtime)."""
+        return {
+            "package": "napari-selfdeblur",
+            "version": __version__,
+            "kernel_size": list(self.kernel.shape),
+            "seed": self.seed,
+            "device": self.device,
+            "noise_sigma": self.noise_sigma,
+            "final_loss": self.final_loss,
+            "iterations_run": self.iterations_run,
+            "cancelled": self.cancelled,
+            "runtime_s": round(self.runtime_s, 3),
+            "config": self.config.to_dict(),
+            **self.extra,
+        }
+
+
+def resolve_config(
+    preset: str | DeblurConfig = "paper", iterations: int | None = None
+) -> DeblurConfig:
+    """A preset name or a config, optionally re-run for ``iterations`` (schedule scaled)."""
+    cfg = get_preset(preset) if isinstance(preset, str) else preset
+    if iterations is not None:
+        if int(iterations) < 1:
+            raise InvalidInputError(f"iterations must be >= 1, got {iterations}")
+        cfg = cfg.with_iterations(int(iterations))
+    cfg.validate()
+    return cfg
+
+
+def deblur(
+    image: np.ndarray,
+    kernel_size: int | str | tuple[int, int],
+    *,
+    preset: str | DeblurConfig = "paper",
+    iterations: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    callback: Callable[[Progress], None] | None = None,
+    callback_every: int = 10,
+    preview_every: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> DeblurResult:
+    """Blind deconvolution of one image with SelfDeblur.
+
+    Parameters
+    ----------
+    image
+        (H, W) grey or (H, W, 3|4) RGB(A), any real dtype. Colour images are deblurred on their
+        luminance; the chroma channels are deconvolved non-blind with the estimated kernel and
+        alpha is passed through.
+    kernel_size
+        Odd kernel size in pixels: ``31``, ``"31x25"`` (height x width) or ``(31, 25)``. Choose
+        it a little larger than the blur's extent.
+    preset, iterations
+        A preset name (``"paper"``, ``"demo"``) or a :class:`DeblurConfig`; ``iterations``
+        overrides its length and scales its schedule.
+    seed, device
+        The same seed on the same device gives the same result. ``device``: ``auto`` (CUDA, then
+        MPS, then CPU), ``cpu``, ``cuda[:N]`` or ``mps``.
+    callback, callback_every, preview_every, should_stop
+        Progress reporting and cancellation; see :func:`napari_selfdeblur.solver.fit`.
+    """
+    from .device import resolve_device
+    from .solver import fit
+
+    arr = check_image(image)
+    cfg = resolve_config(preset, iterations)
+    kshape = parse_kernel_size(kernel_size)
+    h, w = arr.shape[:2]
+    if kshape[0] > h or kshape[1] > w:
+        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
+    from .networks import min_image_size
+
+    need = min_image_size(cfg.image_net)
+    hp, wp = latent_shape((h, w), kshape)
+    if min(hp, wp) < need:
+        raise InvalidInputError(
+            f"image {h}x{w} is too small for a {cfg.image_net.depth}-level U-Net with a "
+            f"{kshape[0]}x{kshape[1]} kernel: image + kernel - 1 must be at least {need} pixels "
+            "on each side"
+        )
+    dev = resolve_device(device)
+
+    intensity = Intensity.of(arr)
+    color = arr.ndim == 3
+    unit = intensity.to_unit(arr)
+    if color:
+        ycc = rgb_to_ycbcr(unit[..., :3].astype(np.float64))
+        grey = np.clip(ycc[..., 0], 0, 1).astype(np.float32)
+    else:
+        grey = unit
+    sigma_unit = estimate_noise_sigma(grey)
+
+    start = time.perf_counter()
+    raw = fit(
+        grey, kshape, cfg, device=dev, seed=seed, noise_sigma=sigma_unit, callback=callback,
+        callback_every=callback_every, preview_every=preview_every, should_stop=should_stop,
+    )  # fmt: skip
+    if color:
+        latent_unit = _color_latent(raw.latent, raw.kernel, ycc, unit, sigma_unit)
+    else:
+        latent_unit = raw.latent
+    runtime = time.perf_counter() - start
+    return DeblurResult(
+        latent=intensity.from_unit(latent_unit),
+        kernel=raw.kernel.astype(np.float32),
+        noise_sigma=sigma_unit * intensity.scale,
+        history=raw.history,
+        config=cfg,
+        seed=seed,
+        device=str(dev),
+        runtime_s=runtime,
+        iterations_run=raw.iterations_run,
+        cancelled=raw.cancelled,
+    )
+
+
+def _color_latent(
+    luma: np.ndarray, kernel: np.ndarray, ycc: np.ndarray, unit: np.ndarray, sigma: float
+) -> np.ndarray:
+    """Recombine the deblurred luminance with non-blind deconvolved chroma (and alpha)."""
+    import torch
+
+    from .nonblind import default_wiener_strength, wiener
+
+    chroma = torch.from_numpy(np.moveaxis(ycc[..., 1:], -1, 0).copy())
+    chroma = wiener(chroma, torch.from_numpy(kernel.astype(np.float64)),
+                    default_wiener_strength(sigma)).numpy()  # fmt: skip
+    out = np.stack([luma.astype(np.float64), chroma[0], chroma[1]], axis=-1)
+    rgb = np.clip(ycbcr_to_rgb(out), 0, 1)
+    if unit.shape[-1] == 4:
+        rgb = np.concatenate([rgb, unit[..., 3:]], axis=-1)
+    return rgb.astype(np.float32)

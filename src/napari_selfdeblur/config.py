@@ -1,0 +1,147 @@
+"""Configuration dataclasses and named presets for the SelfDeblur engine.
+
+Everything that changes the result lives here, so a :class:`DeblurConfig` (plus the seed and the
+device) fully describes a run. ``get_preset("paper")`` reproduces the reference "Levin" settings.
+This module imports neither torch nor napari.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class ImageNetConfig:
+    """The image generator Gx: a DIP-style skip U-Net.
+
+    ``channels_down``, ``channels_up`` and ``channels_skip`` give one entry per level (finest
+    first);
+    their common length is the depth. ``nonlocal_levels`` lists the 0-based levels whose deep
+    branch carries a dot-product non-local block.
+    """
+
+    input_channels: int = 8
+    input_scale: float = 0.1  # input noise ~ U[0, input_scale)
+    channels_down: tuple[int, ...] = (128, 128, 128, 128, 128)
+    channels_up: tuple[int, ...] = (128, 128, 128, 128, 128)
+    channels_skip: tuple[int, ...] = (16, 16, 16, 16, 16)
+    # 0-based; (2, 3, 4) gives the reference's 2.37 M parameters (levels 1..4 would give 2.40 M).
+    nonlocal_levels: tuple[int, ...] = (2, 3, 4)
+    nonlocal_inter_channels: int = 64
+    negative_slope: float = 0.2
+
+    @property
+    def depth(self) -> int:
+        return len(self.channels_down)
+
+    def validate(self) -> None:
+        n = self.depth
+        if n < 1 or len(self.channels_up) != n or len(self.channels_skip) != n:
+            raise InvalidInputError(
+                "image-net channel lists must be non-empty and of equal length, got "
+                f"down={self.channels_down}, up={self.channels_up}, skip={self.channels_skip}"
+            )
+        if any(level < 0 or level >= n for level in self.nonlocal_levels):
+            raise InvalidInputError(f"nonlocal_levels {self.nonlocal_levels} outside 0..{n - 1}")
+
+
+@dataclass(frozen=True)
+class KernelNetConfig:
+    """The kernel generator Gk: fixed noise -> hidden (ReLU6) -> kh*kw -> SoftMax."""
+
+    input_size: int = 200
+    hidden_size: int = 1000
+    input_scale: float = 0.1  # input noise ~ U[0, input_scale), drawn once and never perturbed
+
+
+@dataclass(frozen=True)
+class DeblurConfig:
+    """Optimisation settings of one SelfDeblur run.
+
+    Learning rates are per Adam parameter group; both are multiplied by ``lr_gamma`` at each
+    iteration in ``lr_milestones``. The data term is MSE before ``ssim_start`` and 1 - SSIM from
+    then on (``ssim_start >= iterations`` means MSE throughout). An optional total-variation term
+    on the latent has weight ``tv_factor * noise_sigma`` (sigma in [0, 1] intensity units).
+    """
+
+    iterations: int = 5000
+    lr_image: float = 1e-2
+    lr_kernel: float = 1e-4
+    lr_milestones: tuple[int, ...] = (2000, 3000, 4000)
+    lr_gamma: float = 0.5
+    ssim_start: int = 1000
+    ssim_window: int = 11
+    ssim_sigma: float = 1.5
+    tv_factor: float = 0.0
+    input_noise_std: float = 1e-3  # perturbation of Gx's input, redrawn every iteration
+    mode: Literal["joint", "alternating"] = "joint"
+    image_net: ImageNetConfig = field(default_factory=ImageNetConfig)
+    kernel_net: KernelNetConfig = field(default_factory=KernelNetConfig)
+
+    def validate(self) -> None:
+        if self.iterations < 1:
+            raise InvalidInputError(f"iterations must be >= 1, got {self.iterations}")
+        if self.mode not in ("joint", "alternating"):
+            raise InvalidInputError(f"mode must be 'joint' or 'alternating', got {self.mode!r}")
+        if self.lr_image <= 0 or self.lr_kernel <= 0:
+            raise InvalidInputError("learning rates must be positive")
+        if self.ssim_window < 3 or self.ssim_window % 2 == 0:
+            raise InvalidInputError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
+        self.image_net.validate()
+
+    def replace(self, **changes: Any) -> DeblurConfig:
+        """Return a copy with top-level fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def with_iterations(self, iterations: int) -> DeblurConfig:
+        """Return a copy run for ``iterations``, its schedule scaled to keep its proportions."""
+        if iterations == self.iterations:
+            return self
+        ratio = iterations / self.iterations
+        return dataclasses.replace(
+            self,
+            iterations=iterations,
+            lr_milestones=tuple(max(1, round(m * ratio)) for m in self.lr_milestones),
+            ssim_start=round(self.ssim_start * ratio),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _paper() -> DeblurConfig:
+    # Reference settings for the Levin set (REFERENCE.md, "Optimisation").
+    return DeblurConfig()
+
+
+def _demo() -> DeblurConfig:
+    # A small configuration for the built-in demo and for quick looks: a 4-level, 32-channel U-Net
+    # without non-local blocks and 600 iterations. Not a quality preset.
+    return DeblurConfig(
+        iterations=600,
+        lr_milestones=(375, 490),
+        ssim_start=300,
+        image_net=ImageNetConfig(
+            channels_down=(32, 32, 32, 32),
+            channels_up=(32, 32, 32, 32),
+            channels_skip=(8, 8, 8, 8),
+            nonlocal_levels=(),
+        ),
+    )
+
+
+PRESETS = {"paper": _paper, "demo": _demo}
+
+
+def get_preset(name: str) -> DeblurConfig:
+    """Return the configuration of a named preset (see :data:`PRESETS`)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None

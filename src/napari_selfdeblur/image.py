@@ -1,0 +1,101 @@
+"""Input checks, intensity normalisation and colour conversion (numpy only).
+
+Intensity convention: the solver works on values in [0, 1]. ``uint8`` images are divided by 255
+(as the reference does). Any other real dtype is mapped linearly so that the data's range, widened
+by 10 % on each side (headroom for the sharper latent, clamped to the dtype's limits), becomes
+[0, 1]. :class:`Intensity` maps results back to the input's dtype and range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+# BT.601 full-range (JPEG) YCbCr, for values in [0, 1].
+_RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+_HEADROOM = 0.1
+
+
+def check_image(image: np.ndarray, *, allow_color: bool = True, name: str = "image") -> np.ndarray:
+    """Return ``image`` as an array after checking it can be deblurred.
+
+    Accepts 2-D grey images and, with ``allow_color``, (H, W, 3) RGB or (H, W, 4) RGBA. Raises
+    :class:`InvalidInputError` naming the problem otherwise.
+    """
+    arr = np.asarray(image)
+    if arr.size == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape})")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        if arr.dtype != np.bool_:
+            raise InvalidInputError(f"{name} has dtype {arr.dtype}; a real-valued image is needed")
+        arr = arr.astype(np.uint8)
+    color = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    if arr.ndim != 2 and not (allow_color and color):
+        expected = "(H, W) grey or (H, W, 3|4) RGB(A)" if allow_color else "(H, W)"
+        raise InvalidInputError(
+            f"{name} has {arr.ndim} dimensions with shape {arr.shape}; expected {expected}. "
+            "Process stacks plane by plane."
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        n_bad = int((~np.isfinite(arr)).sum())
+        raise InvalidInputError(f"{name} contains {n_bad} NaN or infinite values")
+    plane = arr if arr.ndim == 2 else arr[..., :3]
+    if plane.min() == plane.max():
+        raise InvalidInputError(
+            f"{name} is constant (every pixel is {plane.flat[0]}); there is nothing to deblur"
+        )
+    return arr
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """Linear map between an image's values and the solver's [0, 1] range."""
+
+    offset: float
+    scale: float
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> Intensity:
+        dtype = np.dtype(image.dtype)
+        if dtype == np.uint8:
+            return cls(0.0, 255.0, dtype)
+        lo, hi = float(np.min(image)), float(np.max(image))
+        span = hi - lo
+        lo, hi = lo - _HEADROOM * span, hi + _HEADROOM * span
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            lo, hi = max(lo, info.min), min(hi, info.max)
+        return cls(lo, hi - lo, dtype)
+
+    def to_unit(self, image: np.ndarray) -> np.ndarray:
+        """Image values -> float32 in [0, 1]."""
+        return ((np.asarray(image, dtype=np.float64) - self.offset) / self.scale).astype(np.float32)
+
+    def from_unit(self, unit: np.ndarray) -> np.ndarray:
+        """[0, 1] values -> the image's dtype and range (rounded and clipped for integers)."""
+        values = np.asarray(unit, dtype=np.float64) * self.scale + self.offset
+        if np.issubdtype(self.dtype, np.integer):
+            info = np.iinfo(self.dtype)
+            return np.clip(np.rint(values), info.min, info.max).astype(self.dtype)
+        return values.astype(self.dtype if self.dtype.itemsize >= 4 else np.float32)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0, 1] -> (..., 3) YCbCr with Y in [0, 1] and chroma centred at 0.5."""
+    ycc = rgb @ _RGB_TO_YCBCR.T
+    ycc[..., 1:] += 0.5
+    return ycc
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`."""
+    shifted = np.array(ycc, dtype=np.float64)
+    shifted[..., 1:] -= 0.5
+    return shifted @ _YCBCR_TO_RGB.T

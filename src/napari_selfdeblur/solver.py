@@ -1,0 +1,198 @@
+"""The SelfDeblur optimisation: fit Gx and Gk to one grey image in [0, 1].
+
+This is the numerical core; :func:`napari_selfdeblur.deblur` wraps it with input checks, colour
+handling and intensity mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import DeblurConfig
+from .device import deterministic_cudnn, is_out_of_memory
+from .errors import OutOfMemoryError
+from .losses import ssim, total_variation
+from .networks import ImageGenerator, KernelGenerator
+from .physics import blur_valid, centroid_offset, crop_latent, latent_shape, shift_kernel
+
+
+@dataclass
+class Progress:
+    """What a callback receives. ``latent`` (H, W) and ``kernel`` (kh, kw) only on preview steps."""
+
+    iteration: int  # iterations completed, 1-based
+    total: int
+    loss: float
+    latent: np.ndarray | None = None
+    kernel: np.ndarray | None = None
+
+
+@dataclass
+class FitResult:
+    """Raw outcome of :func:`fit`: latent (H, W) in [0, 1], PSF (kh, kw) with unit sum."""
+
+    latent: np.ndarray
+    kernel: np.ndarray
+    history: list[tuple[int, float]] = field(default_factory=list)
+    iterations_run: int = 0
+    cancelled: bool = False
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1][1] if self.history else float("nan")
+
+
+def _data_loss(cfg: DeblurConfig, iteration: int, pred: torch.Tensor, target: torch.Tensor):
+    if iteration < cfg.ssim_start:
+        return F.mse_loss(pred, target)
+    return 1 - ssim(pred, target, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
+
+
+def fit(
+    y: np.ndarray,
+    kernel_shape: tuple[int, int],
+    config: DeblurConfig,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    noise_sigma: float = 0.0,
+    callback: Callable[[Progress], None] | None = None,
+    callback_every: int = 10,
+    preview_every: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitResult:
+    """Run SelfDeblur on ``y`` (H, W), float in [0, 1]; inputs are assumed checked.
+
+    The loss is read back from the device every ``callback_every`` iterations (and at the end) and
+    passed to ``callback``; every ``preview_every`` iterations (0: never) the callback also gets
+    the current latent and kernel. ``should_stop`` is polled before each iteration; when it returns
+    True the run ends and the result of the last completed iteration is returned with
+    ``cancelled=True``.
+    """
+    try:
+        with deterministic_cudnn():
+            return _fit(
+                y, kernel_shape, config, device, seed, noise_sigma,
+                callback, max(1, callback_every), preview_every, should_stop,
+            )  # fmt: skip
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise OutOfMemoryError(
+                f"{device.type.upper()} ran out of memory deblurring a {y.shape[0]}x{y.shape[1]} "
+                f"image with a {kernel_shape[0]}x{kernel_shape[1]} kernel. Estimate the kernel on "
+                "a crop (a region of interest) and refine the whole image non-blind, use a lighter "
+                "preset, or run on the CPU."
+            ) from exc
+        raise
+
+
+def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop):
+    h, w = y.shape
+    hp, wp = latent_shape((h, w), kernel_shape)
+    # Networks and inputs are drawn on the CPU from the seed, so they are the same on every device.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gx = ImageGenerator(cfg.image_net).to(device)
+        gk = KernelGenerator(cfg.kernel_net, kernel_shape).to(device)
+        gen = torch.Generator().manual_seed(seed)
+        zx = (torch.rand((1, cfg.image_net.input_channels, hp, wp), generator=gen)
+              * cfg.image_net.input_scale).to(device)  # fmt: skip
+        zk = (torch.rand((cfg.kernel_net.input_size,), generator=gen)
+              * cfg.kernel_net.input_scale).to(device)  # fmt: skip
+    perturb = torch.Generator(device=device).manual_seed(seed + 1)
+    target = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None].to(device)
+    tv_weight = cfg.tv_factor * noise_sigma
+    gx.train()
+    gk.train()
+
+    def make_opt(groups):
+        opt = torch.optim.Adam(groups)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
+        return opt, sched
+
+    x_groups = [{"params": gx.parameters(), "lr": cfg.lr_image}]
+    k_groups = [{"params": gk.parameters(), "lr": cfg.lr_kernel}]
+    if cfg.mode == "joint":
+        steppers = [make_opt(x_groups + k_groups)]
+    else:
+        steppers = [make_opt(x_groups), make_opt(k_groups)]
+
+    def objective(it, x, k):
+        loss = _data_loss(cfg, it, blur_valid(x, k), target)
+        if tv_weight > 0:
+            loss = loss + tv_weight * total_variation(x)
+        return loss
+
+    def step(opt, sched, loss):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    result = FitResult(latent=np.empty(0), kernel=np.empty(0))
+    x = k = loss = None
+    for it in range(cfg.iterations):
+        if should_stop is not None and it > 0 and should_stop():
+            result.cancelled = True
+            break
+        z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
+        if cfg.mode == "joint":
+            x, k = gx(z), gk(zk)
+            loss = objective(it, x, k)
+            step(*steppers[0], loss)
+        else:
+            x = gx(z)
+            step(*steppers[0], objective(it, x, gk(zk).detach()))
+            x = x.detach()
+            k = gk(zk)
+            loss = objective(it, x, k)
+            step(*steppers[1], loss)
+        result.iterations_run = it + 1
+        done = it + 1
+        if done % every == 0 or done == cfg.iterations:
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} at iteration {done}")
+            result.history.append((done, value))
+            if callback is not None:
+                show = preview > 0 and (done % preview == 0 or done == cfg.iterations)
+                callback(
+                    Progress(
+                        done,
+                        cfg.iterations,
+                        value,
+                        *(_outputs(x, k, (h, w)) if show else (None, None)),
+                    )
+                )
+    if result.cancelled and (not result.history or result.history[-1][0] != result.iterations_run):
+        result.history.append((result.iterations_run, float(loss.detach())))
+    result.latent, result.kernel = _outputs(x, k, (h, w))
+    return result
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def _outputs(x: torch.Tensor, k: torch.Tensor, image_shape) -> tuple[np.ndarray, np.ndarray]:
+    """Latent (H, W) and kernel as numpy, the kernel moved so its centre of mass is central.
+
+    Blind deconvolution cannot tell a shifted kernel from a shifted image; centring the kernel
+    (and moving the latent's window the other way) keeps the latent aligned with the input. Only
+    the kernel's support (entries above 5 % of its peak) counts: SoftMax leaves a faint
+    background everywhere, and what of it is pushed over the border is dropped. The kernel stays
+    where it is if centring would push part of its support out.
+    """
+    kernel = _np(k)
+    support = kernel >= 0.05 * kernel.max()
+    dy, dx = centroid_offset(kernel * support)
+    shift = (0, 0)
+    if (dy or dx) and shift_kernel(support, -dy, -dx).sum() == support.sum():
+        centred = shift_kernel(kernel, -dy, -dx)
+        kernel, shift = centred / centred.sum(), (dy, dx)
+    return _np(crop_latent(x[0, 0], kernel.shape, image_shape, shift)), kernel

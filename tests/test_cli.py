@@ -1,0 +1,78 @@
+"""The selfdeblur command: round trip, stacks, skip-existing, overwrite, errors, demo."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_selfdeblur.cli import main
+
+FAST = ["--preset", "demo", "--iterations", "4", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture
+def png(tmp_path, scene):
+    path = tmp_path / "in" / "photo.png"
+    path.parent.mkdir()
+    Image.fromarray((scene * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_round_trip_skip_and_overwrite(png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["deblur", str(png), "-k", "5x3", "--out", str(out), *FAST]) == 0
+    latent = tifffile.imread(out / "photo_latent.tif")
+    kernel = tifffile.imread(out / "photo_kernel.tif")
+    meta = json.loads((out / "photo.json").read_text())
+    assert latent.shape == (40, 40) and latent.dtype == np.uint8
+    assert kernel.shape == (5, 3) and abs(kernel.sum() - 1) < 1e-5
+    for key in ("version", "seed", "noise_sigma", "final_loss", "runtime_s", "config"):
+        assert key in meta
+    assert meta["config"]["iterations"] == 4
+    assert not list(out.glob("*.part"))  # no temporary files left
+
+    before = (out / "photo_latent.tif").stat().st_mtime_ns
+    assert main(["deblur", str(png), "-k", "5x3", "--out", str(out), *FAST]) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert (out / "photo_latent.tif").stat().st_mtime_ns == before
+
+    assert main(["deblur", str(png), "-k", "5x3", "--out", str(out), "--overwrite", *FAST]) == 0
+    assert (out / "photo_latent.tif").stat().st_mtime_ns != before
+
+
+def test_tiff_stack_is_processed_plane_by_plane(tmp_path, scene):
+    stack = np.stack([scene, scene.T, scene[::-1]]).astype(np.float32)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    assert main(["deblur", str(path), "-k", "5", "--out", str(tmp_path), *FAST]) == 0
+    assert tifffile.imread(tmp_path / "stack_latent.tif").shape == stack.shape
+    assert tifffile.imread(tmp_path / "stack_kernel.tif").shape == (3, 5, 5)
+    meta = json.loads((tmp_path / "stack.json").read_text())
+    assert meta["planes"] == 3 and len(meta["final_loss"]) == 3
+
+
+def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, png, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    code = main(["deblur", str(broken), str(tmp_path / "missing.tif"), "-k", "5", "--out",
+                 str(out), *FAST])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot read" in err and "broken.png" in err and "no such file" in err
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["deblur", str(png), "-k", "4", "--out", str(out), *FAST]) == 2
+    assert "odd" in capsys.readouterr().err
+
+
+def test_demo_reports_psnr(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "48", "--iterations", "3", "--quiet",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "PSNR blurry vs sharp" in text and "PSNR latent vs sharp" in text
+    meta = json.loads((out / "demo.json").read_text())
+    assert meta["psnr_blurry"] < 40 and "kernel_similarity" in meta
+    assert (out / "demo_latent.tif").exists()

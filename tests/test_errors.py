@@ -1,0 +1,92 @@
+"""Every bad input gets a clear error naming the problem, raised before any work starts."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_selfdeblur import DeviceError, InvalidInputError, OutOfMemoryError, deblur
+from napari_selfdeblur.device import resolve_device
+from napari_selfdeblur.noise import estimate_noise_sigma
+
+
+@pytest.fixture
+def img(scene):
+    return scene.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros((0, 10)), "empty"),
+        (np.zeros(40), "1 dimensions"),
+        (np.zeros((3, 40, 40)), "3 dimensions"),
+        (np.zeros((2, 2, 40, 40)), "4 dimensions"),
+        (np.full((40, 40), 0.5), "constant"),
+        (np.array([["a"] * 40] * 40), "dtype"),
+    ],
+)
+def test_bad_images(bad, message, tiny_config):
+    with pytest.raises(InvalidInputError, match=message):
+        deblur(bad, 5, preset=tiny_config, device="cpu")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_values(img, value, tiny_config):
+    img = img.copy()
+    img[3, 4] = value
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        deblur(img, 5, preset=tiny_config, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [(4, "odd"), (0, "positive"), (-5, "positive"), ("41", "larger than the image"),
+     ("5x41", "larger than the image"), ("nine", "form")],
+)  # fmt: skip
+def test_bad_kernel_sizes(img, size, message, tiny_config):
+    with pytest.raises(InvalidInputError, match=message):
+        deblur(img, size, preset=tiny_config, device="cpu")
+
+
+def test_image_too_small_for_unet_depth(img):
+    with pytest.raises(InvalidInputError, match="too small for a 5-level U-Net"):
+        deblur(img[:20, :20], 5, preset="paper", device="cpu")
+
+
+def test_unknown_preset_and_bad_iterations(img):
+    with pytest.raises(InvalidInputError, match="unknown preset 'fastest'; choose one of"):
+        deblur(img, 5, preset="fastest")
+    with pytest.raises(InvalidInputError, match="iterations must be >= 1"):
+        deblur(img, 5, preset="demo", iterations=0)
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("cuda:x")
+
+
+def test_out_of_memory_is_reported_with_advice(img, tiny_config, monkeypatch):
+    import napari_selfdeblur.solver as solver
+
+    def boom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 11.00 GiB")
+
+    monkeypatch.setattr(solver, "_fit", boom)
+    with pytest.raises(OutOfMemoryError, match=r"ran out of memory.*crop.*CPU"):
+        deblur(img, 5, preset=tiny_config, device="cpu")
+
+
+def test_noise_estimate_is_close_to_truth():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:128, 0:128] / 128
+    smooth = 0.3 + 0.4 * np.sin(3 * xx) * np.cos(2 * yy)
+    for sigma in (0.005, 0.02, 0.05):
+        est = estimate_noise_sigma(smooth + sigma * rng.standard_normal(smooth.shape))
+        assert abs(est - sigma) < 0.15 * sigma

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from napari_selfdeblur.errors import InvalidInputError
+from napari_selfdeblur.physics import (
+    blur_valid,
+    centroid_offset,
+    convolve_same,
+    crop_latent,
+    parse_kernel_size,
+    shift_kernel,
+)
+
+
+def test_psf_convention_point_source(asymmetric_kernel):
+    """A point source blurs into the kernel itself, not its mirror image (PSF convention)."""
+    k = asymmetric_kernel
+    x = np.zeros((21, 21))
+    x[10, 10] = 1.0
+    y = convolve_same(x, k)
+    np.testing.assert_allclose(y[7:14, 7:14], k, atol=1e-12)
+    # The torch forward model on the padded latent agrees with the numpy one.
+    latent = torch.from_numpy(np.pad(x, 3))[None, None]
+    y_t = blur_valid(latent, torch.from_numpy(k))[0, 0].numpy()
+    np.testing.assert_allclose(y_t, y, atol=1e-12)
+
+
+def test_forward_model_matches_scipy_convolve(asymmetric_kernel):
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 25))
+    expected = ndimage.convolve(x, asymmetric_kernel, mode="mirror")
+    np.testing.assert_allclose(convolve_same(x, asymmetric_kernel), expected, atol=1e-12)
+    # Mirrored (wrong) orientation would differ: the kernel is really asymmetric.
+    wrong = ndimage.correlate(x, asymmetric_kernel, mode="mirror")
+    assert np.abs(wrong - expected).max() > 0.05
+
+
+def test_valid_blur_of_padded_latent_is_aligned_with_observation(asymmetric_kernel):
+    rng = np.random.default_rng(1)
+    latent = rng.random((40 + 6, 30 + 6))
+    y = blur_valid(torch.from_numpy(latent)[None, None], torch.from_numpy(asymmetric_kernel))
+    interior = convolve_same(crop_latent(latent, (7, 7), (40, 30)), asymmetric_kernel)
+    np.testing.assert_allclose(y[0, 0].numpy()[3:-3, 3:-3], interior[3:-3, 3:-3], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(31, (31, 31)), ("31", (31, 31)), ("31x25", (31, 25)), ("15X9", (15, 9)), ((5, 3), (5, 3))],
+)
+def test_parse_kernel_size(value, expected):
+    assert parse_kernel_size(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(0, "positive"), (-3, "positive"), (30, "odd"), ("31x24", "odd"), ("big", "form"),
+     ((1, 2, 3), "pair")],
+)  # fmt: skip
+def test_parse_kernel_size_rejects(value, message):
+    with pytest.raises(InvalidInputError, match=message):
+        parse_kernel_size(value)
+
+
+def test_centroid_and_shift():
+    k = np.zeros((9, 9))
+    k[2, 6] = 1.0
+    assert centroid_offset(k) == (-2, 2)
+    moved = shift_kernel(k, 2, -2)
+    assert moved[4, 4] == 1.0 and moved.sum() == 1.0
+    # Mass pushed past the border is dropped, not wrapped.
+    assert shift_kernel(k, -3, 0).sum() == 0.0
