@@ -10,7 +10,9 @@ from napari_selfdeblur.networks import (
     NonLocalBlock,
     min_image_size,
     reflect_pad,
+    reflect_pad_deterministic,
     upsample2x_bilinear,
+    upsample2x_bilinear_deterministic,
 )
 
 
@@ -45,10 +47,20 @@ def test_min_image_size_is_tight():
 
 
 def test_deterministic_building_blocks_match_torch():
-    x = torch.randn(2, 3, 7, 10)
-    torch.testing.assert_close(reflect_pad(x, 2), F.pad(x, (2, 2, 2, 2), mode="reflect"))
+    """The CUDA-path replacements compute exactly what the built-ins compute."""
+    x = torch.randn(2, 3, 7, 10, requires_grad=True)
+    for pad in (1, 2):
+        expected = F.pad(x, (pad,) * 4, mode="reflect")
+        torch.testing.assert_close(reflect_pad_deterministic(x, pad), expected)
+        torch.testing.assert_close(reflect_pad(x, pad), expected)
     expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    got = upsample2x_bilinear_deterministic(x)
+    torch.testing.assert_close(got, expected)
     torch.testing.assert_close(upsample2x_bilinear(x), expected)
+    # Gradients agree too.
+    (g1,) = torch.autograd.grad((got * expected.detach()).sum(), x)
+    (g2,) = torch.autograd.grad((expected * expected.detach()).sum(), x)
+    torch.testing.assert_close(g1, g2)
 
 
 def test_kernel_generator_is_a_rectangular_distribution():

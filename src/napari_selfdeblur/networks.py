@@ -1,9 +1,9 @@
 """The two generators of SelfDeblur: a skip U-Net for the latent image and an MLP for the kernel.
 
-Reflection padding and bilinear x2 upsampling are written with plain tensor operations (slicing,
-concatenation, a fixed transposed convolution) rather than ``ReflectionPad2d`` and
-``F.interpolate``: the results are the same, and their backward passes are deterministic on CUDA,
-so a seed gives the same result on the same device.
+On CUDA, reflection padding and bilinear x2 upsampling use plain tensor operations (slicing,
+concatenation, a fixed transposed convolution) instead of ``F.pad(mode="reflect")`` and
+``F.interpolate``: the results are the same, but the built-ins' backward passes use atomic adds on
+CUDA and are not deterministic. Elsewhere the (faster) built-ins are used.
 """
 
 from __future__ import annotations
@@ -19,6 +19,13 @@ def reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     """Reflection padding of the last two axes by ``pad`` pixels (like ``ReflectionPad2d``)."""
     if pad == 0:
         return x
+    if not x.is_cuda:
+        return F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return reflect_pad_deterministic(x, pad)
+
+
+def reflect_pad_deterministic(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """:func:`reflect_pad` by slicing and concatenation (deterministic backward on CUDA)."""
     top = x[..., 1 : pad + 1, :].flip(-2)
     bottom = x[..., -pad - 1 : -1, :].flip(-2)
     x = torch.cat([top, x, bottom], dim=-2)
@@ -28,8 +35,15 @@ def reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def upsample2x_bilinear(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear x2 upsampling (``align_corners=False``), separable taps (1/4, 3/4, 3/4, 1/4)."""
-    _n, c, h, w = x.shape
+    """Bilinear x2 upsampling of (N, C, H, W), as ``F.interpolate(align_corners=False)``."""
+    if not x.is_cuda:
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return upsample2x_bilinear_deterministic(x)
+
+
+def upsample2x_bilinear_deterministic(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling with separable taps (1/4, 3/4, 3/4, 1/4) by transposed convolution."""
+    _, c, h, w = x.shape
     taps = x.new_tensor([0.25, 0.75, 0.75, 0.25])
     # Replicate-pad by one pixel, transposed-convolve with stride 2, drop the 3-pixel margins.
     xp = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
