@@ -95,3 +95,14 @@ def test_blurry_levin_inputs_score_about_22_to_24_db():
     scores = [levin_score(c.blurry, c.sharp).psnr for c in levin_cases(LEVIN, "all")]
     assert len(scores) == 32
     assert 22 <= np.mean(scores) <= 24
+
+
+def test_ssim_matches_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(0)
+    a = smooth_random((60, 50), 3)
+    b = a + 0.05 * rng.random(a.shape)
+    expected = metrics.structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
+    )
+    assert ssim(a, b) == pytest.approx(expected, rel=1e-9)

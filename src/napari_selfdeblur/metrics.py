@@ -20,19 +20,6 @@ def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
-def _gaussian(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    r = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(r**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Separable 'valid' filtering of a 2-D array with a symmetric 1-D window."""
-    n = len(g)
-    rows = sum(g[i] * x[i : x.shape[0] - n + 1 + i, :] for i in range(n))
-    return sum(g[i] * rows[:, i : x.shape[1] - n + 1 + i] for i in range(n))
-
-
 def ssim(
     estimate: np.ndarray,
     truth: np.ndarray,
@@ -40,20 +27,18 @@ def ssim(
     data_range: float = 1.0,
     window: int = 11,
     sigma: float = 1.5,
-    k1: float = 0.01,
-    k2: float = 0.03,
 ) -> float:
-    """Mean SSIM (Wang et al. 2004) with a Gaussian window and 'valid' filtering."""
-    x = np.asarray(estimate, np.float64)
-    y = np.asarray(truth, np.float64)
-    g = _gaussian(window, sigma)
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mx, my = _filter_valid(x, g), _filter_valid(y, g)
-    sxx = _filter_valid(x * x, g) - mx * mx
-    syy = _filter_valid(y * y, g) - my * my
-    sxy = _filter_valid(x * y, g) - mx * my
-    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return float(m.mean())
+    """Mean SSIM (Wang et al. 2004, K = (0.01, 0.03)), Gaussian window, 'valid' filtering.
+
+    The same implementation as the SSIM loss (:func:`napari_selfdeblur.losses.ssim`), in float64.
+    """
+    import torch
+
+    from .losses import ssim as ssim_torch
+
+    x = torch.from_numpy(np.asarray(estimate, np.float64))[None, None]
+    y = torch.from_numpy(np.asarray(truth, np.float64))[None, None]
+    return float(ssim_torch(x, y, window=window, sigma=sigma, data_range=data_range))
 
 
 def kernel_similarity(estimate: np.ndarray, truth: np.ndarray) -> float:
