@@ -80,15 +80,15 @@ def main() -> None:
     machine = f"{platform.machine()}, torch {torch.__version__}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
-    if args.out.exists():
+    new_file = not args.out.exists() or args.out.stat().st_size == 0
+    if not new_file:
         with args.out.open() as f:
             for row in csv.DictReader(f):
                 done.add((row["name"], row["preset"], row["iterations"], row["seed"],
                           row["kernel_size"]))  # fmt: skip
-    new_file = not args.out.exists()
     montage, summary = [], []
     cases = list(levin_cases(args.data, args.subset))[: args.limit]
-    with args.out.open("a", newline="") as f:
+    with args.out.open("w" if new_file else "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new_file:
             writer.writeheader()
