@@ -96,6 +96,7 @@ def main() -> None:
             ks = case.reference_kernel_size if args.kernel_size == "reference" else int(
                 args.kernel_size)  # fmt: skip
             known = levin_score(known_kernel_baseline(case), case.sharp)
+            psnr_blurry = round(levin_score(case.blurry, case.sharp).psnr, 3)
             for seed in args.seeds:
                 result_iters = args.iterations if args.iterations else "preset"
                 key = (case.name, args.preset, str(result_iters), str(seed), str(ks))
@@ -112,7 +113,7 @@ def main() -> None:
                     kernel_size=ks, psnr=round(score.psnr, 3), ssim=round(score.ssim, 4),
                     error_ratio=round(error_ratio(score, known), 3),
                     kernel_similarity=round(kernel_similarity(r.kernel, case.psf), 3),
-                    psnr_blurry=round(levin_score(case.blurry, case.sharp).psnr, 3),
+                    psnr_blurry=psnr_blurry,
                     runtime_s=round(runtime, 1), device=r.device, machine=machine,
                     version=__version__, date=dt.date.today().isoformat(),
                 )  # fmt: skip
