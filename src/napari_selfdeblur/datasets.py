@@ -3,7 +3,8 @@
 The data are not shipped with the package: pass the folder (``imN_kernelK_img.png``, ``gt/imN.png``,
 ``gt/kernelK.png``). Ground-truth kernels are stored with inconsistent orientation, so each one is
 oriented by re-blurring: the PSF is whichever of the kernel and its 180-degree rotation best
-reproduces the blurry image from the sharp one (best integer shift within 5 px).
+reproduces the blurry image from the sharp one (least squared error over integer shifts within
+5 px, by :func:`.metrics.shift_search`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import read_image
+from .metrics import shift_search
 from .physics import convolve_same
 
 # Kernel sizes the reference implementation passes for kernels 1..8.
@@ -47,30 +49,22 @@ def _grey01(path: Path) -> np.ndarray:
     return read_image(path).astype(np.float64) / 255.0
 
 
-def _best_shift_error(a: np.ndarray, b: np.ndarray, max_shift: int = 5) -> float:
-    m = max_shift
-    core = b[m:-m, m:-m]
-    return min(
-        float(np.mean((a[m + dy : a.shape[0] - m + dy, m + dx : a.shape[1] - m + dx] - core) ** 2))
-        for dy in range(-m, m + 1)
-        for dx in range(-m, m + 1)
-    )
-
-
 @functools.lru_cache(maxsize=16)
 def oriented_psf(root: str, kernel_index: int) -> np.ndarray:
     """Ground-truth kernel ``kernel_index`` as a unit-sum PSF, orientation fixed by re-blurring."""
     folder = Path(root)
     k = _grey01(folder / "gt" / f"kernel{kernel_index}.png")
     k /= k.sum()
-    errors = []
-    for candidate in (k, k[::-1, ::-1]):
-        err = 0.0
-        for i in range(1, 5):  # all four images vote
-            sharp = _grey01(folder / "gt" / f"im{i}.png")
-            blurry = _grey01(folder / f"im{i}_kernel{kernel_index}_img.png")
-            err += _best_shift_error(convolve_same(sharp, candidate), blurry)
-        errors.append(err)
+    pairs = [  # all four images vote
+        (_grey01(folder / "gt" / f"im{i}.png"),
+         _grey01(folder / f"im{i}_kernel{kernel_index}_img.png"))
+        for i in range(1, 5)
+    ]  # fmt: skip
+    errors = [
+        sum(shift_search(convolve_same(sharp, cand), blurry, crop=6, max_shift=5, step=1.0)[2]
+            for sharp, blurry in pairs)
+        for cand in (k, k[::-1, ::-1])
+    ]  # fmt: skip
     return np.ascontiguousarray(k if errors[0] <= errors[1] else k[::-1, ::-1])
 
 
