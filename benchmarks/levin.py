@@ -72,6 +72,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--data", type=Path, default=default_levin_root())
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="save the optimiser state every N iterations (0: never) so that an "
+                   "interrupted image resumes where it stopped")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "levin.csv")
     args = p.parse_args()
 
@@ -103,10 +106,17 @@ def main() -> None:
                 if key in done:
                     print(f"{case.name} seed {seed}: already in {args.out}, skipped")
                     continue
+                ckpt = None
+                if args.checkpoint_every > 0:
+                    ckpt = args.out.parent / "checkpoints" / ("_".join(key) + ".pt")
+                    if ckpt.exists():
+                        print(f"{case.name} seed {seed}: resuming from {ckpt}")
                 start = time.perf_counter()
                 r = deblur(case.blurry.astype(np.float32), ks, preset=args.preset,
-                           iterations=args.iterations, seed=seed, device=args.device)  # fmt: skip
-                runtime = time.perf_counter() - start
+                           iterations=args.iterations, seed=seed, device=args.device,
+                           checkpoint=ckpt, checkpoint_every=args.checkpoint_every)  # fmt: skip
+                # Runtime of this process only; a resumed run adds the earlier sessions' time.
+                runtime = time.perf_counter() - start + r.extra.get("resumed_runtime_s", 0.0)
                 score = levin_score(r.latent, case.sharp)
                 row = dict(
                     name=case.name, preset=args.preset, iterations=result_iters, seed=seed,

@@ -101,3 +101,37 @@ def test_rgba_uint8_colour_path(scene, tiny_config, asymmetric_kernel):
     np.testing.assert_array_equal(r.latent[..., 3], img[..., 3])
     # Chroma is deconvolved, not copied: the colour channels differ from the blurry ones.
     assert np.abs(r.latent[..., :3].astype(int) - img[..., :3]).mean() > 1
+
+
+def test_checkpoint_resume_matches_uninterrupted_run(scene, tiny_config, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    full = deblur(scene, 5, preset=tiny_config, seed=2, device="cpu", callback_every=1)
+    calls = []
+    part = deblur(
+        scene, 5, preset=tiny_config, seed=2, device="cpu", callback_every=1,
+        callback=calls.append, should_stop=lambda: len(calls) >= 7,
+        checkpoint=ckpt, checkpoint_every=5,
+    )  # fmt: skip
+    assert part.cancelled and part.iterations_run == 7 and ckpt.is_file()
+    resumed = deblur(scene, 5, preset=tiny_config, seed=2, device="cpu", callback_every=1,
+                     checkpoint=ckpt, checkpoint_every=5)  # fmt: skip
+    assert resumed.extra["resumed_from_iteration"] == 7
+    assert not ckpt.exists()  # a completed run removes its checkpoint
+    np.testing.assert_array_equal(resumed.latent, full.latent)
+    np.testing.assert_array_equal(resumed.kernel, full.kernel)
+    assert resumed.history == full.history
+
+
+def test_checkpoint_of_another_run_is_ignored(scene, tiny_config, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    calls = []
+    deblur(scene, 5, preset=tiny_config, seed=2, device="cpu", callback=calls.append,
+           callback_every=1, should_stop=lambda: len(calls) >= 7, checkpoint=ckpt)  # fmt: skip
+    assert ckpt.is_file()
+    other_seed = deblur(scene, 5, preset=tiny_config, seed=3, device="cpu", checkpoint=ckpt)
+    fresh = deblur(scene, 5, preset=tiny_config, seed=3, device="cpu")
+    assert "resumed_from_iteration" not in other_seed.extra
+    np.testing.assert_array_equal(other_seed.latent, fresh.latent)
+    ckpt.write_bytes(b"not a checkpoint")
+    damaged = deblur(scene, 5, preset=tiny_config, seed=3, device="cpu", checkpoint=ckpt)
+    np.testing.assert_array_equal(damaged.latent, fresh.latent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ def deblur(
     callback_every: int = 10,
     preview_every: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> DeblurResult:
     """Blind deconvolution of one image with SelfDeblur.
 
@@ -107,6 +110,10 @@ def deblur(
         MPS, then CPU), ``cpu``, ``cuda[:N]`` or ``mps``.
     callback, callback_every, preview_every, should_stop
         Progress reporting and cancellation; see :func:`napari_selfdeblur.solver.fit`.
+    checkpoint, checkpoint_every
+        Save the optimiser state to this file every ``checkpoint_every`` iterations and resume
+        from it when it matches the run (long runs survive interruption); see
+        :func:`napari_selfdeblur.solver.fit`.
     """
     from .device import resolve_device
     from .solver import fit
@@ -143,6 +150,7 @@ def deblur(
     raw = fit(
         grey, kshape, cfg, device=dev, seed=seed, noise_sigma=sigma_unit, callback=callback,
         callback_every=callback_every, preview_every=preview_every, should_stop=should_stop,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
     )  # fmt: skip
     if color:
         latent_unit = _color_latent(raw.latent, raw.kernel, ycc, unit, sigma_unit)
@@ -160,7 +168,9 @@ def deblur(
         runtime_s=runtime,
         iterations_run=raw.iterations_run,
         cancelled=raw.cancelled,
-    )
+        extra={"resumed_from_iteration": raw.resumed_from,
+               "resumed_runtime_s": round(raw.resumed_runtime_s, 3)} if raw.resumed_from else {},
+    )  # fmt: skip
 
 
 def _color_latent(

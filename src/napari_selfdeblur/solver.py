@@ -6,8 +6,13 @@ handling and intensity mapping.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +46,8 @@ class FitResult:
     history: list[tuple[int, float]] = field(default_factory=list)
     iterations_run: int = 0
     cancelled: bool = False
+    resumed_from: int = 0  # iteration a checkpoint was resumed at (0: a fresh run)
+    resumed_runtime_s: float = 0.0  # seconds the earlier, checkpointed part of the run took
 
     @property
     def final_loss(self) -> float:
@@ -65,6 +72,8 @@ def fit(
     callback_every: int = 10,
     preview_every: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> FitResult:
     """Run SelfDeblur on ``y`` (H, W), float in [0, 1]; inputs are assumed checked.
 
@@ -73,12 +82,20 @@ def fit(
     the current latent and kernel. ``should_stop`` is polled before each iteration; when it returns
     True the run ends and the result of the last completed iteration is returned with
     ``cancelled=True``.
+
+    ``checkpoint``: a file that the full optimiser state is saved to (atomically) every
+    ``checkpoint_every`` iterations and when the run is cancelled. If the file exists and was
+    written for the same image, kernel size, configuration and seed, the run resumes from it and
+    ends with the same result as an uninterrupted run on the same device; otherwise it is
+    ignored and overwritten. It is deleted when the run completes.
     """
+    ckpt = _Checkpoint(Path(checkpoint), max(1, checkpoint_every), y, kernel_shape, config, seed,
+                       noise_sigma) if checkpoint is not None else None  # fmt: skip
     try:
         with deterministic_cudnn():
             return _fit(
                 y, kernel_shape, config, device, seed, noise_sigma,
-                callback, max(1, callback_every), preview_every, should_stop,
+                callback, max(1, callback_every), preview_every, should_stop, ckpt,
             )  # fmt: skip
     except Exception as exc:
         if is_out_of_memory(exc):
@@ -91,7 +108,37 @@ def fit(
         raise
 
 
-def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop):
+class _Checkpoint:
+    """Save and restore the state of one run; a fingerprint ties the file to its inputs."""
+
+    def __init__(self, path, every, y, kernel_shape, cfg, seed, noise_sigma):
+        self.path, self.every = path, every
+        digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+        digest.update(json.dumps([list(kernel_shape), cfg.to_dict(), seed, float(noise_sigma)],
+                                 sort_keys=True).encode())  # fmt: skip
+        self.fingerprint = digest.hexdigest()
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:  # a damaged or foreign file: start afresh
+            return None
+        return state if state.get("fingerprint") == self.fingerprint else None
+
+    def save(self, state: dict) -> None:
+        from .fileio import atomic_path
+
+        with atomic_path(self.path) as tmp:
+            torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop,
+         ckpt=None):  # fmt: skip
     h, w = y.shape
     hp, wp = latent_shape((h, w), kernel_shape)
     # Networks and inputs are drawn on the CPU from the seed, so they are the same on every device.
@@ -136,8 +183,33 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
 
     result = FitResult(latent=np.empty(0), kernel=np.empty(0))
     x = k = loss = None
-    for it in range(cfg.iterations):
-        if should_stop is not None and it > 0 and should_stop():
+    first = 0
+    started = time.perf_counter()
+
+    def snapshot() -> dict:
+        return {
+            "runtime_s": result.resumed_runtime_s + time.perf_counter() - started,
+            "iteration": result.iterations_run,
+            "history": list(result.history),
+            "gx": gx.state_dict(),
+            "gk": gk.state_dict(),
+            "optimizers": [(o.state_dict(), s.state_dict()) for o, s in steppers],
+            "perturb": perturb.get_state(),
+        }
+
+    state = ckpt.load() if ckpt is not None else None
+    if state is not None:
+        gx.load_state_dict(state["gx"])
+        gk.load_state_dict(state["gk"])
+        for (o, s), (os_, ss) in zip(steppers, state["optimizers"], strict=True):
+            o.load_state_dict(os_)
+            s.load_state_dict(ss)
+        perturb.set_state(state["perturb"])
+        first = result.iterations_run = result.resumed_from = state["iteration"]
+        result.resumed_runtime_s = float(state["runtime_s"])
+        result.history = list(state["history"])
+    for it in range(first, cfg.iterations):
+        if should_stop is not None and it > first and should_stop():
             result.cancelled = True
             break
         z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
@@ -154,6 +226,8 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
             step(*steppers[1], loss)
         result.iterations_run = it + 1
         done = it + 1
+        if ckpt is not None and done % ckpt.every == 0 and done < cfg.iterations:
+            ckpt.save(snapshot())
         if done % every == 0 or done == cfg.iterations:
             value = float(loss.detach())
             if not np.isfinite(value):
@@ -171,6 +245,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
                 )
     if result.cancelled and (not result.history or result.history[-1][0] != result.iterations_run):
         result.history.append((result.iterations_run, float(loss.detach())))
+    if ckpt is not None:
+        if result.cancelled:
+            ckpt.save(snapshot())
+        else:
+            ckpt.remove()
     result.latent, result.kernel = _outputs(x, k, (h, w))
     return result
 
