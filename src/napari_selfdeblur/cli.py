@@ -1,10 +1,14 @@
-"""Command-line interface: ``selfdeblur deblur``, ``selfdeblur demo``.
+"""Command-line interface: ``selfdeblur deblur``, ``selfdeblur refine``, ``selfdeblur demo``.
 
 Outputs go to ``--out`` as ``<name>_latent.tif`` (the input's dtype and range),
 ``<name>_kernel.tif``
 (float32 PSF, unit sum; a stack of kernels for a stack input) and ``<name>.json`` (parameters,
 noise level, final loss, runtime, version). Every file is written atomically; a batch can be
 re-run and skips inputs whose outputs exist unless ``--overwrite`` is given.
+
+``refine`` deconvolves with a known kernel (e.g. a ``_kernel.tif`` written by ``deblur``) and writes
+``<name>_refined.tif`` and ``<name>_refined.json``; its method options are generated from the
+method descriptions in :mod:`napari_selfdeblur.refine`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_run_options(d, "paper")
 
+    r = sub.add_parser(
+        "refine",
+        help="non-blind deconvolution with a known kernel",
+        description="Deconvolve images or stacks with a known PSF. Methods: "
+        + "; ".join(f"{m.name}: {m.help}" for m in _methods().values()),
+    )
+    r.add_argument("inputs", nargs="+", type=Path, help="PNG, JPEG or TIFF files (TIFF stacks ok)")
+    r.add_argument("-K", "--kernel", type=Path, required=True,
+                   help="PSF file (TIFF/PNG); a stack of kernels gives one per plane")  # fmt: skip
+    r.add_argument("-m", "--method", default="hyper-laplacian", choices=list(_methods()))
+    r.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
+    r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    r.add_argument("--device", default="cpu", help="cpu (default), auto, cuda[:N] or mps")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_method_options(r)
+
     m = sub.add_parser("demo", help="deblur the built-in sample and report PSNR against the truth")
     m.add_argument("-o", "--out", type=Path, default=Path("selfdeblur-demo"), help="output folder")
     m.add_argument("--size", type=int, default=128, help="sample side in pixels (default 128)")
@@ -56,11 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _methods():
+    from .refine import METHODS
+
+    return METHODS
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """One option per parameter name across all methods; defaults come from the method."""
+    seen: dict[str, list[str]] = {}
+    kinds: dict[str, type] = {}
+    for method in _methods().values():
+        for param in method.params:
+            default = "from the noise level" if param.default is None else param.default
+            seen.setdefault(param.name, []).append(f"{method.name}: {default}")
+            kinds[param.name] = param.kind
+    for name, defaults in seen.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}", dest=f"param_{name}", type=kinds[name], default=None,
+            help=f"method parameter (default {'; '.join(defaults)})",
+        )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "deblur":
             return _cmd_deblur(args)
+        if args.command == "refine":
+            return _cmd_refine(args)
         return _cmd_demo(args)
     except SelfDeblurError as exc:
         print(f"selfdeblur: error: {exc}", file=sys.stderr)
@@ -154,6 +198,51 @@ def _cmd_deblur(args) -> int:
         write_json(sidecar, meta)
         losses = ", ".join(f"{r.final_loss:.4g}" for r in results)
         print(f"{path}: wrote {outputs[0]}, {outputs[1]} (final loss {losses})")
+    return 1 if failures else 0
+
+
+def _cmd_refine(args) -> int:
+    from .fileio import read_image, write_json, write_tiff
+    from .refine import get_method, refine
+
+    spec = get_method(args.method)
+    params = {
+        k.removeprefix("param_"): v
+        for k, v in vars(args).items()
+        if k.startswith("param_") and v is not None
+    }
+    spec.resolve(params)  # reject options the method does not take before any work
+    kernel = read_image(args.kernel)
+    if kernel.ndim == 3 and kernel.shape[-1] in (3, 4):  # an RGB(A) picture of a kernel
+        kernel = kernel[..., :3].astype(np.float64).mean(-1)
+    failures = 0
+    for path in args.inputs:
+        out = args.out / f"{path.stem}_refined.tif"
+        sidecar = args.out / f"{path.stem}_refined.json"
+        if not args.overwrite and out.exists() and sidecar.exists():
+            print(f"{path}: outputs exist, skipped (use --overwrite to redo)")
+            continue
+        from tqdm import tqdm
+
+        bar = tqdm(desc=path.name, unit="plane", disable=args.quiet, leave=False)
+
+        def progress(p, bar=bar):
+            bar.total = p.planes_total
+            bar.update(p.planes_done - bar.n)
+
+        try:
+            data = read_image(path)
+            result = refine(data, kernel, args.method, device=args.device, callback=progress,
+                            **params)  # fmt: skip
+        except SelfDeblurError as exc:
+            print(f"selfdeblur: error: {path}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        finally:
+            bar.close()
+        write_tiff(out, result.image)
+        write_json(sidecar, {**result.metadata(), "input": str(path), "kernel": str(args.kernel)})
+        print(f"{path}: wrote {out} ({result.method}, {result.runtime_s:.2f} s)")
     return 1 if failures else 0
 
 

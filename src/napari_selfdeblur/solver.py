@@ -74,6 +74,7 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    fixed_kernel: np.ndarray | None = None,
 ) -> FitResult:
     """Run SelfDeblur on ``y`` (H, W), float in [0, 1]; inputs are assumed checked.
 
@@ -88,14 +89,17 @@ def fit(
     written for the same image, kernel size, configuration and seed, the run resumes from it and
     ends with the same result as an uninterrupted run on the same device; otherwise it is
     ignored and overwritten. It is deleted when the run completes.
+
+    ``fixed_kernel`` (a PSF of ``kernel_shape``) turns the run non-blind: Gk is not used and Gx
+    alone is fitted to explain ``y`` through that kernel (the reference's non-blind variant).
     """
     ckpt = _Checkpoint(Path(checkpoint), max(1, checkpoint_every), y, kernel_shape, config, seed,
-                       noise_sigma) if checkpoint is not None else None  # fmt: skip
+                       noise_sigma, fixed_kernel) if checkpoint is not None else None  # fmt: skip
     try:
         with deterministic_cudnn():
             return _fit(
                 y, kernel_shape, config, device, seed, noise_sigma,
-                callback, max(1, callback_every), preview_every, should_stop, ckpt,
+                callback, max(1, callback_every), preview_every, should_stop, ckpt, fixed_kernel,
             )  # fmt: skip
     except Exception as exc:
         if is_out_of_memory(exc):
@@ -111,11 +115,13 @@ def fit(
 class _Checkpoint:
     """Save and restore the state of one run; a fingerprint ties the file to its inputs."""
 
-    def __init__(self, path, every, y, kernel_shape, cfg, seed, noise_sigma):
+    def __init__(self, path, every, y, kernel_shape, cfg, seed, noise_sigma, fixed=None):
         self.path, self.every = path, every
         digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes())
         digest.update(json.dumps([list(kernel_shape), cfg.to_dict(), seed, float(noise_sigma)],
                                  sort_keys=True).encode())  # fmt: skip
+        if fixed is not None:
+            digest.update(np.ascontiguousarray(fixed, dtype=np.float64).tobytes())
         self.fingerprint = digest.hexdigest()
 
     def load(self) -> dict | None:
@@ -138,7 +144,7 @@ class _Checkpoint:
 
 
 def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop,
-         ckpt=None):  # fmt: skip
+         ckpt=None, fixed_kernel=None):  # fmt: skip
     h, w = y.shape
     hp, wp = latent_shape((h, w), kernel_shape)
     # Networks and inputs are drawn on the CPU from the seed, so they are the same on every device.
@@ -164,7 +170,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
 
     x_groups = [{"params": gx.parameters(), "lr": cfg.lr_image}]
     k_groups = [{"params": gk.parameters(), "lr": cfg.lr_kernel}]
-    if cfg.mode == "joint":
+    fixed = None
+    if fixed_kernel is not None:
+        fixed = torch.from_numpy(np.ascontiguousarray(fixed_kernel, dtype=np.float32)).to(device)
+        steppers = [make_opt(x_groups)]
+    elif cfg.mode == "joint":
         steppers = [make_opt(x_groups + k_groups)]
     else:
         steppers = [make_opt(x_groups), make_opt(k_groups)]
@@ -213,7 +223,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
             result.cancelled = True
             break
         z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
-        if cfg.mode == "joint":
+        if fixed is not None:
+            x, k = gx(z), fixed
+            loss = objective(it, x, k)
+            step(*steppers[0], loss)
+        elif cfg.mode == "joint":
             x, k = gx(z), gk(zk)
             loss = objective(it, x, k)
             step(*steppers[0], loss)
@@ -240,7 +254,7 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
                         done,
                         cfg.iterations,
                         value,
-                        *(_outputs(x, k, (h, w)) if show else (None, None)),
+                        *(_outputs(x, k, (h, w), fixed is None) if show else (None, None)),
                     )
                 )
     if result.cancelled and (not result.history or result.history[-1][0] != result.iterations_run):
@@ -250,7 +264,7 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
             ckpt.save(snapshot())
         else:
             ckpt.remove()
-    result.latent, result.kernel = _outputs(x, k, (h, w))
+    result.latent, result.kernel = _outputs(x, k, (h, w), fixed is None)
     return result
 
 
@@ -258,7 +272,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy().copy()
 
 
-def _outputs(x: torch.Tensor, k: torch.Tensor, image_shape) -> tuple[np.ndarray, np.ndarray]:
+def _outputs(
+    x: torch.Tensor, k: torch.Tensor, image_shape, centre: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Latent (H, W) and kernel as numpy, the kernel moved so its centre of mass is central.
 
     Blind deconvolution cannot tell a shifted kernel from a shifted image; centring the kernel
@@ -268,6 +284,8 @@ def _outputs(x: torch.Tensor, k: torch.Tensor, image_shape) -> tuple[np.ndarray,
     where it is if centring would push part of its support out.
     """
     kernel = _np(k)
+    if not centre:
+        return _np(crop_latent(x[0, 0], kernel.shape, image_shape)), kernel
     support = kernel >= 0.05 * kernel.max()
     dy, dx = centroid_offset(kernel * support)
     shift = (0, 0)
