@@ -76,3 +76,34 @@ def test_demo_reports_psnr(tmp_path, capsys):
     meta = json.loads((out / "demo.json").read_text())
     assert meta["psnr_blurry"] < 40 and "kernel_similarity" in meta
     assert (out / "demo_latent.tif").exists()
+
+
+def test_refine_with_a_known_kernel_raises_psnr(tmp_path, capsys, asymmetric_kernel):
+    from napari_selfdeblur.metrics import psnr
+    from napari_selfdeblur.physics import convolve_same
+    from napari_selfdeblur.sample import sharp_scene
+
+    sharp = sharp_scene((48, 48), seed=1)
+    blurry = np.clip(convolve_same(sharp, asymmetric_kernel), 0, 1)
+    stack = np.stack([blurry, blurry[::-1]]).astype(np.float32)
+    tifffile.imwrite(tmp_path / "cells.tif", stack, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "k.tif", asymmetric_kernel.astype(np.float32))
+    out = tmp_path / "out"
+    args = ["refine", str(tmp_path / "cells.tif"), "--kernel", str(tmp_path / "k.tif"),
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main([*args, "--method", "sparse", "--reweightings", "1"]) == 0
+    refined = tifffile.imread(out / "cells_refined.tif")
+    assert refined.shape == stack.shape and refined.dtype == np.float32
+    assert psnr(refined[0], sharp) > psnr(blurry, sharp) + 2
+    meta = json.loads((out / "cells_refined.json").read_text())
+    assert meta["method"] == "sparse" and meta["params"]["reweightings"] == 1
+    assert meta["planes_done"] == 2 and len(meta["strengths"]) == 2
+    # An option the method does not take, and a bad kernel file, fail with a message.
+    assert main([*args, "--overwrite", "--method", "wiener", "--iterations", "5"]) == 2
+    assert "has no parameter" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "bad.tif", np.zeros((3, 3), np.float32))
+    bad = ["refine", str(tmp_path / "cells.tif"), "--kernel", str(tmp_path / "bad.tif"),
+           "--out", str(tmp_path / "o2"), "--quiet"]  # fmt: skip
+    assert main(bad) == 1
+    assert "positive sum" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())

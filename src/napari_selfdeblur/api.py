@@ -179,11 +179,13 @@ def _color_latent(
     """Recombine the deblurred luminance with non-blind deconvolved chroma (and alpha)."""
     import torch
 
-    from .nonblind import default_wiener_strength, wiener
+    from .nonblind import wiener
+    from .refine import METHODS
 
+    # Chroma carries little detail: the closed-form Wiener filter (padded, tapered) is enough.
+    strength = METHODS["wiener"].strength_rule(sigma)
     chroma = torch.from_numpy(np.moveaxis(ycc[..., 1:], -1, 0).copy())
-    chroma = wiener(chroma, torch.from_numpy(kernel.astype(np.float64)),
-                    default_wiener_strength(sigma)).numpy()  # fmt: skip
+    chroma = wiener(chroma, torch.from_numpy(kernel.astype(np.float64)), strength).numpy()
     out = np.stack([luma.astype(np.float64), chroma[0], chroma[1]], axis=-1)
     rgb = np.clip(ycbcr_to_rgb(out), 0, 1)
     if unit.shape[-1] == 4:

@@ -89,11 +89,6 @@ def wiener(planes: torch.Tensor, psf: torch.Tensor, strength: float) -> torch.Te
     return est[:, py : py + h, px : px + w]
 
 
-def default_wiener_strength(noise_sigma: float) -> float:
-    """Gradient-penalty weight for :func:`wiener` from the noise level (sigma in [0, 1] units)."""
-    return 2e-3 + 50.0 * noise_sigma**2
-
-
 def _no_hook(done: int, total: int) -> bool:
     return False
 
