@@ -6,6 +6,9 @@ function is first used, so napari starts quickly::
     from napari_selfdeblur import deblur
     result = deblur(image, kernel_size=31, preset="paper", seed=0)
     result.latent, result.kernel
+
+    from napari_selfdeblur import refine
+    refined = refine(stack, result.kernel, "hyper-laplacian")  # non-blind, every plane
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ _LAZY = {
     "PRESETS": ".config",
     "get_preset": ".config",
     "Progress": ".solver",
+    "refine": ".refine",
+    "RefineResult": ".refine",
+    "RefineProgress": ".refine",
+    "METHODS": ".refine",
     "estimate_noise_sigma": ".noise",
     "SelfDeblurError": ".errors",
     "InvalidInputError": ".errors",
@@ -40,6 +47,10 @@ __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
     "PRESETS",
     "get_preset",
     "Progress",
+    "refine",
+    "RefineResult",
+    "RefineProgress",
+    "METHODS",
     "estimate_noise_sigma",
     "SelfDeblurError",
     "InvalidInputError",
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
     from .config import PRESETS, DeblurConfig, ImageNetConfig, KernelNetConfig, get_preset
     from .errors import DeviceError, InvalidInputError, OutOfMemoryError, SelfDeblurError
     from .noise import estimate_noise_sigma
+    from .refine import METHODS, RefineProgress, RefineResult, refine
     from .solver import Progress
 
 

@@ -239,8 +239,8 @@ _SPARSE_FILTERS = (
 def _batched_cg(apply, b, x, iterations, *, precondition=None, tol=1e-6):
     """(Preconditioned) conjugate gradients for a symmetric positive definite ``apply``.
 
-    Works on (N, ...) batches with one step size per plane; stops early when every plane's
-    residual is below ``tol`` relative to ``b``.
+    Works on (N, ...) batches with one step size per plane; a plane stops when its residual is
+    below ``tol`` relative to its ``b``, and the loop when every plane has.
     """
     dims = tuple(range(1, b.ndim))
 
@@ -253,16 +253,20 @@ def _batched_cg(apply, b, x, iterations, *, precondition=None, tol=1e-6):
     rz = dot(r, z)
     stop = (tol**2) * dot(b, b)
     for _ in range(iterations):
-        if bool((dot(r, r) <= stop).all()):
+        # A plane whose residual is small stops moving, exactly when it would alone: the
+        # result of a plane does not depend on the batch it is in.
+        active = dot(r, r) > stop
+        if not bool(active.any()):
             break
         ap = apply(p)
-        alpha = rz / dot(p, ap).clamp_min(1e-30)
+        alpha = torch.where(active, rz / dot(p, ap).clamp_min(1e-30), torch.zeros_like(rz))
         x = x + alpha * p
         r = r - alpha * ap
         z = precondition(r) if precondition is not None else r
         rz_new = dot(r, z)
-        p = z + (rz_new / rz.clamp_min(1e-30)) * p
-        rz = rz_new
+        beta = torch.where(active, rz_new / rz.clamp_min(1e-30), torch.zeros_like(rz))
+        p = torch.where(active, z + beta * p, p)
+        rz = torch.where(active, rz_new, rz)
     return x
 
 
