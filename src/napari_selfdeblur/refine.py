@@ -304,7 +304,7 @@ def prepare_kernel(kernel: np.ndarray, name: str = "kernel") -> np.ndarray:
     return k / k.sum()
 
 
-def _split_layout(shape: tuple[int, ...], rgb: bool | None) -> tuple[bool, tuple[int, ...]]:
+def split_layout(shape: tuple[int, ...], rgb: bool | None) -> tuple[bool, tuple[int, ...]]:
     """(is_rgb, stack shape) of an image array."""
     if rgb is None:
         rgb = len(shape) >= 3 and shape[-1] in (3, 4)
@@ -417,7 +417,7 @@ def refine(
     spec = get_method(method)
     values = spec.resolve(params)
     arr = np.asarray(image)
-    is_rgb, stack_shape = _split_layout(arr.shape, rgb)
+    is_rgb, stack_shape = split_layout(arr.shape, rgb)
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
     plane_shape = arr.shape[len(stack_shape) :]
     planes = arr.reshape((n_planes, *plane_shape))

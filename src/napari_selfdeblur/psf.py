@@ -1,0 +1,74 @@
+"""Parametric point-spread functions (numpy): Gaussian, disk (defocus) and linear motion.
+
+Every PSF is float64, odd-sized, centred at (kh // 2, kw // 2) and sums to 1: the kernel
+convention of :mod:`napari_selfdeblur.physics`. Lengths are in pixels, angles in degrees
+counter-clockwise from the +x (column) axis with y pointing down the rows, as napari displays
+an image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+
+def _odd(n: float) -> int:
+    n = max(1, math.ceil(n))
+    return n if n % 2 else n + 1
+
+
+def _check_positive(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive number of pixels, got {value}")
+    return value
+
+
+def gaussian_psf(sigma: float, size: int | None = None) -> np.ndarray:
+    """Isotropic Gaussian of standard deviation ``sigma`` px; size defaults to 6 sigma + 1."""
+    sigma = _check_positive("sigma", sigma)
+    n = _odd(size if size is not None else 6 * sigma + 1)
+    r = np.arange(n) - n // 2
+    g = np.exp(-0.5 * (r / sigma) ** 2)
+    k = np.outer(g, g)
+    return k / k.sum()
+
+
+def disk_psf(radius: float, supersample: int = 8) -> np.ndarray:
+    """Uniform disk (out-of-focus blur) of ``radius`` px, with anti-aliased edges."""
+    radius = _check_positive("radius", radius)
+    n = _odd(2 * radius + 1)
+    s = supersample
+    fine = (np.arange(n * s) + 0.5) / s - n / 2
+    yy, xx = np.meshgrid(fine, fine, indexing="ij")
+    inside = (yy**2 + xx**2 <= radius**2).astype(np.float64)
+    k = inside.reshape(n, s, n, s).mean(axis=(1, 3))
+    if k.sum() == 0:  # radius below half a pixel: a point
+        k[n // 2, n // 2] = 1.0
+    return k / k.sum()
+
+
+def motion_psf(length: float, angle: float = 0.0, samples_per_px: int = 8) -> np.ndarray:
+    """Straight linear motion of ``length`` px at ``angle`` degrees, centred, anti-aliased."""
+    length = _check_positive("length", length)
+    theta = math.radians(float(angle))
+    dx, dy = math.cos(theta), -math.sin(theta)  # rows grow downwards
+    n = _odd(length * max(abs(dx), abs(dy)) + 2)
+    k = np.zeros((n, n))
+    c = n // 2
+    m = max(2, int(length * samples_per_px))
+    for t in np.linspace(-length / 2, length / 2, m):
+        y, x = c + t * dy, c + t * dx
+        iy, ix = math.floor(y), math.floor(x)
+        fy, fx = y - iy, x - ix
+        for oy, ox, w in ((0, 0, (1 - fy) * (1 - fx)), (1, 0, fy * (1 - fx)),
+                          (0, 1, (1 - fy) * fx), (1, 1, fy * fx)):  # fmt: skip
+            if 0 <= iy + oy < n and 0 <= ix + ox < n:
+                k[iy + oy, ix + ox] += w
+    return k / k.sum()
+
+
+PSF_SHAPES = {"gaussian": gaussian_psf, "disk": disk_psf, "motion": motion_psf}

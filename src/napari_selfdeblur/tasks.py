@@ -1,0 +1,317 @@
+"""What the napari widgets run, without napari: generators that yield progress, return layers.
+
+:func:`blind_task` and :func:`refine_task` take plain arrays and layer geometry, yield
+:class:`TaskProgress` while they work and return napari layer tuples ``(data, kwargs, "image")``
+(the value of ``StopIteration``). A napari ``thread_worker`` drains them off the GUI thread; tests
+and scripts can drain them too (:func:`run_to_end`). The engine itself runs in a helper thread so
+that its per-iteration progress can be yielded; setting the ``cancel`` event stops it at the next
+iteration, and the task then returns what it has (``metadata["cancelled"]``).
+
+Stacks: every leading axis of a non-RGB layer (time, z, ...) indexes 2-D planes (for RGB layers,
+(H, W, 3|4) planes). ``stack_mode="per-plane"`` estimates a kernel for every plane;
+``"refine"`` estimates it on one plane (``current_plane``) and deconvolves all planes non-blind.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import InvalidInputError
+from .image import Intensity
+from .refine import DEFAULT_METHOD, split_layout
+
+LayerTuple = tuple[np.ndarray, dict[str, Any], str]
+STACK_MODES = ("per-plane", "refine")
+
+
+@dataclass
+class TaskProgress:
+    """One progress report: plane ``plane`` (0-based) of ``planes``, step within that plane."""
+
+    plane: int
+    planes: int
+    iteration: int
+    iterations: int
+    loss: float | None = None
+    stage: str = "blind"  # "blind" or "refine"
+    latent: np.ndarray | None = None  # preview of the plane, in the input's value range
+    kernel: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Where a layer sits in the world: its name, per-axis scale and translate, and RGB flag."""
+
+    name: str
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    rgb: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def plain(cls, name: str, ndim: int, rgb: bool = False) -> LayerGeometry:
+        return cls(name, (1.0,) * ndim, (0.0,) * ndim, rgb)
+
+
+def run_to_end(task: Generator[TaskProgress, None, Any], on_progress=None) -> Any:
+    """Drain a task generator and return its result (for scripts and tests)."""
+    while True:
+        try:
+            event = next(task)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(event)
+
+
+_DONE = object()
+
+
+def _drive(work: Callable, cancel: threading.Event | None) -> Generator[TaskProgress, None, Any]:
+    """Run ``work(emit, should_stop)`` in a helper thread and yield what it emits."""
+    events: queue.Queue = queue.Queue()
+    closing = threading.Event()
+    box: dict[str, Any] = {}
+
+    def should_stop() -> bool:
+        return closing.is_set() or (cancel is not None and cancel.is_set())
+
+    def target() -> None:
+        try:
+            box["result"] = work(events.put, should_stop)
+        except BaseException as exc:  # re-raised in the generator's thread
+            box["error"] = exc
+        finally:
+            events.put(_DONE)
+
+    thread = threading.Thread(target=target, name="selfdeblur-task", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = events.get()
+            if item is _DONE:
+                break
+            yield item
+    finally:
+        closing.set()  # the consumer went away (generator closed): stop the work too
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def roi_box(
+    corners: np.ndarray, image_shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Integer box (y0, y1, x0, x1) of a rectangle given by its corners in pixel coordinates.
+
+    The box is clipped to the image; a rectangle entirely outside it is an error.
+    """
+    pts = np.asarray(corners, dtype=np.float64).reshape(-1, 2)
+    h, w = image_shape
+    y0, x0 = np.floor(pts.min(0)).astype(int)
+    y1, x1 = np.ceil(pts.max(0)).astype(int)
+    if y1 <= 0 or x1 <= 0 or y0 >= h or x0 >= w:
+        raise InvalidInputError(
+            f"the region of interest (rows {y0}..{y1}, columns {x0}..{x1}) is outside the "
+            f"{h}x{w} image"
+        )
+    y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
+    if y1 - y0 < 3 or x1 - x0 < 3:
+        raise InvalidInputError(
+            f"the region of interest is only {y1 - y0}x{x1 - x0} pixels inside the image"
+        )
+    return int(y0), int(y1), int(x0), int(x1)
+
+
+def _planes(data: np.ndarray, rgb: bool) -> tuple[np.ndarray, tuple[int, ...]]:
+    arr = np.asarray(data)
+    if arr.size == 0:
+        raise InvalidInputError(f"the image layer is empty (shape {arr.shape})")
+    _, lead = split_layout(arr.shape, rgb)
+    n = int(np.prod(lead)) if lead else 1
+    return arr.reshape((n, *arr.shape[len(lead) :])), lead
+
+
+def _kernel_layer(kernels: np.ndarray, geo: LayerGeometry, lead: Sequence[int], image_hw,
+                  meta: dict[str, Any]) -> LayerTuple:  # fmt: skip
+    """The kernel as a layer placed just right of the image, at the image's pixel size."""
+    nlead = len(lead)
+    scale = tuple(geo.scale[:nlead]) + tuple(geo.scale[-2:] if not geo.rgb else geo.scale[-3:-1])
+    translate = list(geo.translate[:nlead]) + list(
+        geo.translate[-2:] if not geo.rgb else geo.translate[-3:-1]
+    )
+    translate[-1] += (image_hw[1] + 4) * scale[-1]
+    return (
+        kernels.astype(np.float32),
+        {"name": f"{geo.name} kernel", "scale": scale, "translate": tuple(translate),
+         "colormap": "magma", "metadata": meta, "interpolation2d": "nearest"},
+        "image",
+    )  # fmt: skip
+
+
+def blind_task(
+    data: np.ndarray,
+    geometry: LayerGeometry,
+    kernel_size: int | str | tuple[int, int],
+    *,
+    preset: str = "demo",
+    iterations: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    roi: tuple[int, int, int, int] | None = None,
+    stack_mode: str = "refine",
+    current_plane: int = 0,
+    preview_every: int = 0,
+    refine_method: str = DEFAULT_METHOD,
+    cancel: threading.Event | None = None,
+) -> Generator[TaskProgress, None, list[LayerTuple]]:
+    """Blind deconvolution of a layer's data; returns ``[latent layer, kernel layer]``.
+
+    With ``roi`` (y0, y1, x0, x1 in pixels) the kernel is estimated on that crop and the whole
+    image is then deconvolved with it by ``refine_method``. The latent layer has the input's
+    shape, dtype, value range, scale and translate; its metadata describes the run.
+    """
+    from .api import resolve_config
+    from .physics import parse_kernel_size
+
+    if stack_mode not in STACK_MODES:
+        raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
+    planes, lead = _planes(data, geometry.rgb)
+    kshape = parse_kernel_size(kernel_size)
+    total_iters = resolve_config(preset, iterations).iterations
+    n = planes.shape[0]
+    h, w = planes.shape[1:3]
+    if roi is not None:
+        roi = roi_box(np.array([[roi[0], roi[2]], [roi[1] - 1e-9, roi[3] - 1e-9]]), (h, w))
+    if not 0 <= current_plane < n:
+        raise InvalidInputError(f"current plane {current_plane} is outside 0..{n - 1}")
+    blind_planes = list(range(n)) if stack_mode == "per-plane" else [current_plane]
+
+    def work(emit, should_stop):
+        from .api import deblur
+        from .refine import refine
+
+        start = time.perf_counter()
+        latent = planes.copy()
+        kernels = np.zeros((n, *kshape), np.float32)
+        runs: list[dict[str, Any]] = []
+        cancelled = False
+        for i in blind_planes:
+            plane = planes[i]
+            crop = plane if roi is None else plane[roi[0] : roi[1], roi[2] : roi[3]]
+            intensity = Intensity.of(crop[..., :3] if geometry.rgb else crop)
+
+            def callback(p, i=i, intensity=intensity):
+                preview = None
+                if p.latent is not None and not geometry.rgb and roi is None:
+                    preview = intensity.from_unit(p.latent)
+                emit(TaskProgress(i, n, p.iteration, p.total, p.loss, "blind", preview,
+                                  p.kernel))  # fmt: skip
+
+            r = deblur(crop, kshape, preset=preset, iterations=iterations, seed=seed,
+                       device=device, callback=callback, callback_every=max(1, total_iters // 200),
+                       preview_every=preview_every, should_stop=should_stop)  # fmt: skip
+            kernels[i] = r.kernel
+            meta = r.metadata()
+            if roi is None:
+                latent[i] = r.latent
+            else:
+                meta["roi"] = list(roi)
+            runs.append({"plane": i, **meta})
+            if r.cancelled:
+                cancelled = True
+                break
+        # Non-blind passes: the whole image when the kernel came from a crop, and every other
+        # plane in "refine" mode.
+        todo = []
+        if not cancelled:
+            if stack_mode == "refine":
+                todo = [i for i in range(n) if roi is not None or i != current_plane]
+                kernels[:] = kernels[current_plane]
+            elif roi is not None:
+                todo = list(range(n))
+        refined_with = None
+        if todo:
+            refined_with = refine_method
+
+            n_todo = len(todo)
+
+            def on_refine(p):
+                emit(TaskProgress(p.planes_done, n_todo, p.step, p.steps, None, "refine"))
+
+            kern = kernels[todo] if stack_mode == "per-plane" else kernels[current_plane]
+            sub = planes[todo]
+            res = refine(sub, kern, refine_method, rgb=geometry.rgb, device="cpu",
+                         callback=on_refine, should_stop=should_stop)  # fmt: skip
+            latent[todo[: res.planes_done]] = res.image[: res.planes_done]
+            cancelled = cancelled or res.cancelled
+        runtime = time.perf_counter() - start
+        meta: dict[str, Any] = {
+            "package": "napari-selfdeblur",
+            "version": __version__,
+            "source_layer": geometry.name,
+            "kernel_size": list(kshape),
+            "preset": preset if isinstance(preset, str) else "custom",
+            "seed": seed,
+            "cancelled": cancelled,
+            "runtime_s": round(runtime, 3),
+            "planes": n,
+            "stack_mode": stack_mode if lead else None,
+            "refined_with": refined_with,
+            "runs": runs,
+        }
+        if len(runs) == 1:  # the common single-image case: its fields at the top level
+            meta.update({k: v for k, v in runs[0].items() if k not in meta})
+        latent_full = latent.reshape(np.shape(data))
+        kernel_out = kernels.reshape(*lead, *kshape) if stack_mode == "per-plane" and lead \
+            else kernels[current_plane]  # fmt: skip
+        latent_layer = (
+            latent_full,
+            {"name": f"{geometry.name} latent", "scale": geometry.scale,
+             "translate": geometry.translate, "rgb": geometry.rgb, "metadata": meta,
+             **geometry.extra},
+            "image",
+        )  # fmt: skip
+        klead = lead if stack_mode == "per-plane" else ()
+        return [latent_layer, _kernel_layer(kernel_out, geometry, klead, (h, w), meta)]
+
+    return (yield from _drive(work, cancel))
+
+
+def refine_task(
+    data: np.ndarray,
+    geometry: LayerGeometry,
+    kernel: np.ndarray,
+    method: str = DEFAULT_METHOD,
+    params: dict[str, Any] | None = None,
+    *,
+    device: str = "cpu",
+    cancel: threading.Event | None = None,
+) -> Generator[TaskProgress, None, list[LayerTuple]]:
+    """Non-blind deconvolution of a layer's data; returns ``[refined layer]``."""
+    from .refine import refine
+
+    n = _planes(data, geometry.rgb)[0].shape[0]
+
+    def work(emit, should_stop):
+        def on_progress(p):
+            emit(TaskProgress(p.planes_done, n, p.step, p.steps, None, "refine"))
+
+        res = refine(data, kernel, method, rgb=geometry.rgb, device=device,
+                     callback=on_progress, should_stop=should_stop, **(params or {}))  # fmt: skip
+        meta = {**res.metadata(), "source_layer": geometry.name,
+                "kernel_shape": list(np.shape(kernel))}  # fmt: skip
+        return [(res.image, {"name": f"{geometry.name} refined", "scale": geometry.scale,
+                             "translate": geometry.translate, "rgb": geometry.rgb,
+                             "metadata": meta, **geometry.extra}, "image")]  # fmt: skip
+
+    return (yield from _drive(work, cancel))
