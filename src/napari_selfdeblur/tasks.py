@@ -2,7 +2,9 @@
 
 :func:`blind_task` and :func:`refine_task` take plain arrays and layer geometry, yield
 :class:`TaskProgress` while they work and return napari layer tuples ``(data, kwargs, "image")``
-(the value of ``StopIteration``). A napari ``thread_worker`` drains them off the GUI thread; tests
+(the value of ``StopIteration``). The inputs are checked when the task is created, so bad input
+raises at once; the work starts with the first ``next()``. A napari ``thread_worker`` drains the
+generator off the GUI thread; tests
 and scripts can drain them too (:func:`run_to_end`). The engine itself runs in a helper thread so
 that its per-iteration progress can be yielded; setting the ``cancel`` event stops it at the next
 iteration, and the task then returns what it has (``metadata["cancelled"]``).
@@ -190,6 +192,8 @@ def blind_task(
     total_iters = resolve_config(preset, iterations).iterations
     n = planes.shape[0]
     h, w = planes.shape[1:3]
+    if kshape[0] > h or kshape[1] > w:
+        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
     if roi is not None:
         roi = roi_box(np.array([[roi[0], roi[2]], [roi[1] - 1e-9, roi[3] - 1e-9]]), (h, w))
     if not 0 <= current_plane < n:
@@ -284,7 +288,7 @@ def blind_task(
         klead = lead if stack_mode == "per-plane" else ()
         return [latent_layer, _kernel_layer(kernel_out, geometry, klead, (h, w), meta)]
 
-    return (yield from _drive(work, cancel))
+    return _drive(work, cancel)
 
 
 def refine_task(
@@ -298,9 +302,11 @@ def refine_task(
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Non-blind deconvolution of a layer's data; returns ``[refined layer]``."""
-    from .refine import refine
+    from .refine import prepare_kernel, refine
 
     n = _planes(data, geometry.rgb)[0].shape[0]
+    if np.ndim(kernel) == 2:
+        prepare_kernel(kernel)  # report a bad kernel now, before any work is queued
 
     def work(emit, should_stop):
         def on_progress(p):
@@ -314,4 +320,4 @@ def refine_task(
                              "translate": geometry.translate, "rgb": geometry.rgb,
                              "metadata": meta, **geometry.extra}, "image")]  # fmt: skip
 
-    return (yield from _drive(work, cancel))
+    return _drive(work, cancel)

@@ -1,0 +1,489 @@
+"""napari widgets: a thin magicgui layer over :mod:`napari_selfdeblur.tasks`.
+
+Each widget collects its inputs, builds a task generator and hands it to a napari
+``thread_worker``; progress arrives on the GUI thread through ``yielded``, the layer tuples
+through ``returned``. Torch is imported only when a run starts.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+from .config import PRESETS
+from .device import DEVICE_CHOICES
+from .errors import SelfDeblurError
+from .refine import DEFAULT_METHOD, METHODS, Param
+from .tasks import LayerGeometry, TaskProgress, blind_task, refine_task, roi_box
+
+if TYPE_CHECKING:
+    import napari
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def _image_layers(viewer: napari.viewer.Viewer) -> list:
+    from napari.layers import Image
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def _geometry(layer) -> LayerGeometry:
+    extra: dict[str, Any] = {}
+    if not layer.rgb:
+        extra["contrast_limits"] = tuple(layer.contrast_limits)
+    return LayerGeometry(
+        layer.name, tuple(float(s) for s in layer.scale),
+        tuple(float(t) for t in layer.translate), bool(layer.rgb), extra,
+    )  # fmt: skip
+
+
+def _put_layer(viewer, data, kwargs: dict[str, Any]):
+    """Add a layer, or update the layer of that name if it has the same dimensionality."""
+    name = kwargs["name"]
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.ndim == np.ndim(data) - (1 if kwargs.get("rgb") else 0) and layer.rgb == bool(
+            kwargs.get("rgb")
+        ):
+            layer.data = data
+            for key in ("metadata", "scale", "translate"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            return layer
+        viewer.layers.remove(name)
+    return viewer.add_image(data, **kwargs)
+
+
+class LossPlot(QWidget):
+    """A small loss-versus-iteration curve (log scale), drawn with QPainter."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.points: list[tuple[int, float]] = []
+        self.setMinimumHeight(70)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def clear(self) -> None:
+        self.points = []
+        self.update()
+
+    def add(self, iteration: int, loss: float) -> None:
+        if loss is not None and math.isfinite(loss) and loss > 0:
+            self.points.append((iteration, loss))
+            self.update()
+
+    def paintEvent(self, event) -> None:  # Qt's name
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), Qt.black)
+        if len(self.points) < 2:
+            painter.end()
+            return
+        its = np.array([p[0] for p in self.points], float)
+        logs = np.log10([p[1] for p in self.points])
+        w, h = self.width() - 8, self.height() - 8
+        span_i = max(its.max() - its.min(), 1)
+        span_l = max(logs.max() - logs.min(), 1e-6)
+        poly = QPolygonF(
+            [QPointF(4 + w * (i - its.min()) / span_i, 4 + h * (logs.max() - v) / span_l)
+             for i, v in zip(its, logs, strict=True)]
+        )  # fmt: skip
+        painter.setPen(QPen(Qt.yellow, 1.5))
+        painter.drawPolyline(poly)
+        painter.setPen(Qt.gray)
+        painter.drawText(6, 14, f"loss {self.points[-1][1]:.4g}")
+        painter.end()
+
+
+class _RunnerMixin:
+    """Run/Cancel button, progress bar and status shared by both widgets."""
+
+    def _setup_runner(self, viewer) -> None:
+        self._viewer = viewer
+        self._worker = None
+        self._cancel: threading.Event | None = None
+        self.run_button = PushButton(text="Run")
+        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.status = Label(value="")
+        self.run_button.changed.connect(self._on_run_clicked)
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _inputs(self) -> list:
+        raise NotImplementedError
+
+    def _set_running(self, running: bool) -> None:
+        for w in self._inputs():
+            w.enabled = not running
+        self.run_button.text = "Cancel" if running else "Run"
+
+    def _on_run_clicked(self, *_):
+        if self.running:
+            self.cancel()
+        else:
+            self.run()
+
+    def cancel(self) -> None:
+        """Ask the running task to stop; it returns what it has so far."""
+        if self._cancel is not None:
+            self._cancel.set()
+            self.status.value = "cancelling..."
+
+    def _start(self, task) -> Any:
+        from napari.qt.threading import create_worker
+
+        def drain():
+            return (yield from task)
+
+        # Errors are reported by _on_errored as notifications; napari need not re-raise them.
+        worker = create_worker(drain, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def _on_errored(self, exc: BaseException) -> None:
+        if isinstance(exc, SelfDeblurError | ValueError | FloatingPointError):
+            _notify_error(f"SelfDeblur: {exc}")
+        else:
+            _notify_error(f"SelfDeblur failed: {type(exc).__name__}: {exc}")
+        self.status.value = f"error: {exc}"
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._cancel = None
+        self._set_running(False)
+
+
+# -- blind deconvolution ------------------------------------------------------------------------
+
+
+class BlindDeblurWidget(Container, _RunnerMixin):
+    """Estimate the kernel and the sharp image of the selected image layer (SelfDeblur)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._setup_runner(napari_viewer)
+        viewer = napari_viewer
+        self.image = ComboBox(label="image", choices=lambda _: _image_layers(viewer), nullable=True)
+        self.kernel_height = SpinBox(label="kernel height", value=31, min=3, max=255, step=2)
+        self.kernel_width = SpinBox(label="kernel width", value=31, min=3, max=255, step=2)
+        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="demo")
+        self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
+        self.device_info = Label(value="")
+        self.roi = ComboBox(label="region (Shapes)", nullable=True, value=None,
+                            choices=lambda _: self._shapes_layers())  # fmt: skip
+        self.preview_every = SpinBox(label="preview every", value=50, min=0, max=100000)
+        self.stack_mode = ComboBox(
+            label="stacks",
+            choices=[("kernel per plane", "per-plane"),
+                     ("kernel from current plane, refine all", "refine")],
+            value="refine",
+        )  # fmt: skip
+        self.extend([self.image, self.kernel_height, self.kernel_width, self.preset,
+                     self.iterations, self.seed, self.device, self.device_info, self.roi,
+                     self.preview_every, self.stack_mode, self.run_button, self.progress,
+                     self.status])  # fmt: skip
+        self.loss_plot = LossPlot()
+        self.native.layout().addWidget(self.loss_plot)
+        self.device.changed.connect(self._show_device)
+        self._show_device()
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._refresh_choices)
+        self._refresh_choices()
+        self._result_names: tuple[str, str] | None = None
+
+    def _inputs(self) -> list:
+        return [self.image, self.kernel_height, self.kernel_width, self.preset, self.iterations,
+                self.seed, self.device, self.roi, self.preview_every, self.stack_mode]  # fmt: skip
+
+    def _shapes_layers(self) -> list:
+        from napari.layers import Shapes
+
+        return [layer for layer in self._viewer.layers if isinstance(layer, Shapes)]
+
+    def _refresh_choices(self, *_):
+        current = self.image.value
+        self.reset_choices()
+        selected = self._viewer.layers.selection.active
+        if current is None and selected is not None and selected in self.image.choices:
+            self.image.value = selected
+
+    def _show_device(self, *_):
+        from .errors import DeviceError
+
+        try:
+            from .device import resolve_device
+
+            resolved = resolve_device(self.device.value)
+            self.device_info.value = f"runs on: {resolved}"
+        except DeviceError as exc:
+            self.device_info.value = f"unavailable: {exc}"
+
+    def _roi(self, layer) -> tuple[int, int, int, int] | None:
+        shapes = self.roi.value
+        if shapes is None:
+            return None
+        if len(shapes.data) == 0:
+            raise SelfDeblurError(f"the Shapes layer {shapes.name!r} has no rectangle")
+        corners = np.asarray(shapes.data[-1], dtype=np.float64)[:, -2:]
+        world = corners * np.asarray(shapes.scale[-2:]) + np.asarray(shapes.translate[-2:])
+        sdims = slice(-3, -1) if layer.rgb else slice(-2, None)
+        pixels = (world - np.asarray(layer.translate[sdims])) / np.asarray(layer.scale[sdims])
+        hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
+        return roi_box(pixels, tuple(hw))
+
+    def run(self) -> Any:
+        """Start a run on the chosen layer; returns the worker (None when the input is bad)."""
+        layer = self.image.value
+        try:
+            if layer is None:
+                raise SelfDeblurError("no image layer selected: add or choose an image")
+            data = np.asarray(layer.data)
+            lead_ndim = data.ndim - (3 if layer.rgb else 2)
+            step = self._viewer.dims.current_step
+            current = 0
+            if lead_ndim > 0:
+                lead_shape = data.shape[:lead_ndim]
+                idx = [min(int(step[d]), lead_shape[d] - 1) for d in range(lead_ndim)]
+                current = int(np.ravel_multi_index(idx, lead_shape))
+            self._cancel = threading.Event()
+            task = blind_task(
+                data, _geometry(layer), (self.kernel_height.value, self.kernel_width.value),
+                preset=self.preset.value, iterations=self.iterations.value or None,
+                seed=self.seed.value, device=self.device.value, roi=self._roi(layer),
+                stack_mode=self.stack_mode.value, current_plane=current,
+                preview_every=self.preview_every.value, cancel=self._cancel,
+            )  # fmt: skip
+        except (SelfDeblurError, ValueError) as exc:
+            _notify_error(f"SelfDeblur: {exc}")
+            self.status.value = f"error: {exc}"
+            self._cancel = None
+            return None
+        self.loss_plot.clear()
+        self._result_names = (f"{layer.name} latent", f"{layer.name} kernel")
+        self._preview_arrays: dict[str, np.ndarray] = {}
+        self._source = layer
+        return self._start(task)
+
+    def _on_progress(self, p: TaskProgress) -> None:
+        self.progress.max = max(1, p.iterations)
+        self.progress.value = min(p.iteration, p.iterations)
+        plane = f"plane {p.plane + 1}/{p.planes}, " if p.planes > 1 else ""
+        loss = f", loss {p.loss:.4g}" if p.loss is not None else ""
+        self.status.value = f"{p.stage}: {plane}iteration {p.iteration}/{p.iterations}{loss}"
+        if p.stage == "blind" and p.loss is not None:
+            self.loss_plot.add(p.iteration, p.loss)
+        if p.kernel is not None:
+            self._preview(p)
+
+    def _preview(self, p: TaskProgress) -> None:
+        layer = self._source
+        geo = _geometry(layer)
+        latent_name, kernel_name = self._result_names
+        if p.latent is not None:
+            full = self._preview_arrays.get("latent")
+            if full is None:
+                full = np.array(layer.data, copy=True)
+                self._preview_arrays["latent"] = full
+            full.reshape(-1, *p.latent.shape)[p.plane] = p.latent
+            _put_layer(self._viewer, full, {"name": latent_name, "scale": geo.scale,
+                                            "translate": geo.translate, "rgb": geo.rgb,
+                                            **geo.extra})  # fmt: skip
+        hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
+        scale = geo.scale[-3:-1] if geo.rgb else geo.scale[-2:]
+        translate = list(geo.translate[-3:-1] if geo.rgb else geo.translate[-2:])
+        translate[-1] += (hw[1] + 4) * scale[-1]
+        _put_layer(self._viewer, p.kernel.astype(np.float32),
+                   {"name": kernel_name, "scale": scale, "translate": tuple(translate),
+                    "colormap": "magma"})  # fmt: skip
+
+    def _on_returned(self, layers) -> None:
+        for data, kwargs, _ in layers:
+            _put_layer(self._viewer, data, kwargs)
+        meta = layers[0][1]["metadata"]
+        its = meta.get("iterations_run")
+        if meta.get("cancelled"):
+            msg = "cancelled: kept the best result so far"
+            msg += f" ({its} iterations)" if its is not None else ""
+            _notify_info(f"SelfDeblur {msg}")
+        else:
+            msg = f"done in {meta['runtime_s']:.1f} s"
+        self.status.value = msg
+        self.progress.value = self.progress.max
+
+
+# -- non-blind refinement -----------------------------------------------------------------------
+
+
+def _param_widget(p: Param):
+    if p.choices is not None:
+        return ComboBox(name=p.name, label=p.name, choices=list(p.choices), value=p.default,
+                        tooltip=p.help)  # fmt: skip
+    if p.kind is int:
+        return SpinBox(name=p.name, label=p.name, value=p.default, min=int(p.low or 0),
+                       max=int(p.high or 10**6), tooltip=p.help)  # fmt: skip
+    return FloatSpinBox(name=p.name, label=p.name, value=p.default, min=p.low or 0.0,
+                        max=p.high or 1e6, step=0.01, tooltip=p.help)  # fmt: skip
+
+
+class RefineWidget(Container, _RunnerMixin):
+    """Deconvolve an image or a stack with a kernel layer or a parametric PSF."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._setup_runner(napari_viewer)
+        viewer = napari_viewer
+        self.image = ComboBox(label="image", choices=lambda _: _image_layers(viewer), nullable=True)
+        self.kernel_source = ComboBox(
+            label="kernel", choices=["layer", "gaussian", "disk", "motion"], value="layer"
+        )
+        self.kernel_layer = ComboBox(label="kernel layer", nullable=True,
+                                     choices=lambda _: _image_layers(viewer))  # fmt: skip
+        self.sigma = FloatSpinBox(label="sigma (px)", value=2.0, min=0.1, max=50, step=0.1)
+        self.radius = FloatSpinBox(label="radius (px)", value=3.0, min=0.5, max=50, step=0.5)
+        self.length = FloatSpinBox(label="length (px)", value=9.0, min=1, max=100, step=1)
+        self.angle = FloatSpinBox(label="angle (deg)", value=0.0, min=-180, max=180, step=5)
+        choices = [(m.label, m.name) for m in METHODS.values()]
+        self.method = ComboBox(label="method", choices=choices, value=DEFAULT_METHOD)
+        self.auto_strength = CheckBox(text="strength from the noise level", value=True)
+        self.strength = FloatSpinBox(label="strength", value=1e-3, min=0.0, max=10.0, step=1e-5)
+        self.method_params: dict[str, Container] = {}
+        for m in METHODS.values():
+            box = Container(widgets=[_param_widget(p) for p in m.params if p.name != "strength"],
+                            labels=True)  # fmt: skip
+            self.method_params[m.name] = box
+        self.extend([self.image, self.kernel_source, self.kernel_layer, self.sigma, self.radius,
+                     self.length, self.angle, self.method, self.auto_strength, self.strength,
+                     *self.method_params.values(), self.run_button, self.progress,
+                     self.status])  # fmt: skip
+        self.kernel_source.changed.connect(self._update_visibility)
+        self.method.changed.connect(self._update_visibility)
+        self.auto_strength.changed.connect(self._update_visibility)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(lambda *_: self.reset_choices())
+        self.reset_choices()
+        self._update_visibility()
+
+    def _inputs(self) -> list:
+        return [self.image, self.kernel_source, self.kernel_layer, self.sigma, self.radius,
+                self.length, self.angle, self.method, self.auto_strength, self.strength,
+                *self.method_params.values()]  # fmt: skip
+
+    def _update_visibility(self, *_):
+        src = self.kernel_source.value
+        self.kernel_layer.visible = src == "layer"
+        self.sigma.visible = src == "gaussian"
+        self.radius.visible = src == "disk"
+        self.length.visible = self.angle.visible = src == "motion"
+        spec = METHODS[self.method.value]
+        has_strength = any(p.name == "strength" for p in spec.params)
+        self.auto_strength.visible = has_strength
+        self.strength.visible = has_strength and not self.auto_strength.value
+        for name, box in self.method_params.items():
+            box.visible = name == spec.name and len(box) > 0
+
+    def kernel(self) -> np.ndarray:
+        from .psf import disk_psf, gaussian_psf, motion_psf
+
+        src = self.kernel_source.value
+        if src == "gaussian":
+            return gaussian_psf(self.sigma.value)
+        if src == "disk":
+            return disk_psf(self.radius.value)
+        if src == "motion":
+            return motion_psf(self.length.value, self.angle.value)
+        layer = self.kernel_layer.value
+        if layer is None:
+            raise SelfDeblurError("no kernel layer chosen: pick one, or a parametric PSF")
+        k = np.asarray(layer.data)
+        if layer.rgb:
+            raise SelfDeblurError(f"the kernel layer {layer.name!r} is RGB; a kernel is grey 2-D")
+        return k
+
+    def params(self) -> dict[str, Any]:
+        spec = METHODS[self.method.value]
+        values = {w.name: w.value for w in self.method_params[spec.name]}
+        if any(p.name == "strength" for p in spec.params) and not self.auto_strength.value:
+            values["strength"] = self.strength.value
+        return values
+
+    def run(self) -> Any:
+        layer = self.image.value
+        try:
+            if layer is None:
+                raise SelfDeblurError("no image layer selected: add or choose an image")
+            kernel = self.kernel()
+            data = np.asarray(layer.data)
+            lead = data.shape[: data.ndim - (3 if layer.rgb else 2)]
+            if kernel.ndim != 2 and tuple(kernel.shape[:-2]) != lead:
+                raise SelfDeblurError(
+                    f"the kernel layer has shape {kernel.shape}: a kernel must be 2-D (or one "
+                    f"per plane, shape {(*lead, 'kh', 'kw')})"
+                )
+            self._cancel = threading.Event()
+            task = refine_task(data, _geometry(layer), kernel, self.method.value, self.params(),
+                               cancel=self._cancel)  # fmt: skip
+        except (SelfDeblurError, ValueError) as exc:
+            _notify_error(f"SelfDeblur: {exc}")
+            self.status.value = f"error: {exc}"
+            self._cancel = None
+            return None
+        return self._start(task)
+
+    def _on_progress(self, p: TaskProgress) -> None:
+        self.progress.max = max(1, p.planes)
+        self.progress.value = min(p.plane, p.planes)
+        self.status.value = f"plane {min(p.plane + 1, p.planes)}/{p.planes}, step {p.iteration}"
+
+    def _on_returned(self, layers) -> None:
+        for data, kwargs, _ in layers:
+            _put_layer(self._viewer, data, kwargs)
+        meta = layers[0][1]["metadata"]
+        if meta.get("cancelled"):
+            _notify_info(
+                f"SelfDeblur refinement cancelled: {meta['planes_done']} of "
+                f"{meta['planes_total']} planes refined, the others left as they were"
+            )
+            self.status.value = "cancelled"
+        else:
+            self.status.value = f"done in {meta['runtime_s']:.2f} s"
+        self.progress.value = self.progress.max
+

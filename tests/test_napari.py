@@ -1,0 +1,189 @@
+"""The plugin in a real napari viewer (Xvfb): manifest, widgets, stacks, cancel, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari_selfdeblur import _widgets  # noqa: E402
+from napari_selfdeblur._widgets import BlindDeblurWidget, RefineWidget  # noqa: E402
+from napari_selfdeblur.metrics import psnr  # noqa: E402
+from napari_selfdeblur.sample import sharp_scene  # noqa: E402
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
+    return seen
+
+
+def wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+def test_manifest_is_valid_and_imports():
+    from npe2 import PluginManifest
+
+    path = Path(__file__).parents[1] / "src" / "napari_selfdeblur" / "napari.yaml"
+    manifest = PluginManifest.from_file(path)
+    manifest.validate_imports()
+    ids = {c.id for c in manifest.contributions.commands}
+    assert {"napari-selfdeblur.blind_widget", "napari-selfdeblur.refine_widget"} <= ids
+    menu = manifest.contributions.menus["napari/layers/filter"]
+    assert len(menu) == 3
+
+
+def test_blind_widget_on_the_sample(viewer, qtbot):
+    viewer.open_sample("napari-selfdeblur", "blurred")
+    layer = viewer.layers["sample blurry"]
+    layer.scale = (0.5, 0.25)
+    layer.translate = (10.0, -4.0)
+    widget = BlindDeblurWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = layer
+    widget.kernel_height.value = widget.kernel_width.value = 17
+    widget.iterations.value = 4
+    widget.preview_every.value = 2
+    assert widget.device_info.value.startswith("runs on:")
+    widget.run()
+    assert widget.running and widget.run_button.text == "Cancel"
+    assert not widget.kernel_height.enabled  # inputs are locked while it runs
+    wait_idle(qtbot, widget)
+    latent = viewer.layers["sample blurry latent"]
+    kernel = viewer.layers["sample blurry kernel"]
+    assert latent.data.shape == layer.data.shape and latent.data.dtype == layer.data.dtype
+    np.testing.assert_allclose(latent.scale, layer.scale)
+    np.testing.assert_allclose(latent.translate, layer.translate)
+    assert kernel.data.shape == (17, 17) and kernel.translate[1] > layer.translate[1]
+    meta = latent.metadata
+    for key in ("seed", "device", "noise_sigma", "final_loss", "runtime_s", "version", "config"):
+        assert key in meta
+    assert meta["iterations_run"] == 4 and not meta["cancelled"]
+    assert len(widget.loss_plot.points) >= 1
+    assert widget.run_button.text == "Run" and widget.kernel_height.enabled
+
+
+def test_cancel_keeps_the_best_result_so_far(viewer, qtbot):
+    image = sharp_scene((48, 48), seed=1).astype(np.float32)
+    layer = viewer.add_image(image, name="cells")
+    widget = BlindDeblurWidget(viewer)
+    widget.image.value = layer
+    widget.kernel_height.value = widget.kernel_width.value = 5
+    widget.iterations.value = 100000
+    widget.run()
+    qtbot.waitUntil(lambda: "iteration" in widget.status.value, timeout=TIMEOUT_MS)
+    widget._on_run_clicked()  # the Run button reads Cancel now
+    wait_idle(qtbot, widget)
+    meta = viewer.layers["cells latent"].metadata
+    assert meta["cancelled"] and 0 < meta["iterations_run"] < 100000
+    assert widget._worker is None and widget.run_button.text == "Run"
+    assert "cancelled" in widget.status.value
+    np.testing.assert_array_equal(layer.data, image)  # the input is untouched
+
+
+@pytest.mark.parametrize(("mode", "kernel_shape"), [("per-plane", (3, 5, 5)), ("refine", (5, 5))])
+def test_three_plane_stack(viewer, qtbot, mode, kernel_shape):
+    stack = np.stack([sharp_scene((40, 40), seed=s) for s in range(3)]).astype(np.float32)
+    layer = viewer.add_image(stack, name="movie")
+    viewer.dims.set_current_step(0, 2)
+    widget = BlindDeblurWidget(viewer)
+    widget.image.value = layer
+    widget.kernel_height.value = widget.kernel_width.value = 5
+    widget.iterations.value = 3
+    widget.stack_mode.value = mode
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert viewer.layers["movie latent"].data.shape == stack.shape
+    assert viewer.layers["movie kernel"].data.shape == kernel_shape
+    runs = viewer.layers["movie latent"].metadata["runs"]
+    assert [r["plane"] for r in runs] == ([0, 1, 2] if mode == "per-plane" else [2])
+
+
+def test_refine_widget_with_the_true_kernel_raises_psnr(viewer, qtbot):
+    viewer.open_sample("napari-selfdeblur", "blurred")
+    blurry = viewer.layers["sample blurry"]
+    sharp = viewer.layers["sample sharp (truth)"].data
+    widget = RefineWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = blurry
+    widget.kernel_source.value = "layer"
+    widget.kernel_layer.value = viewer.layers["sample kernel (truth)"]
+    widget.method.value = "hyper-laplacian"
+    assert widget.method_params["richardson-lucy"].visible is False
+    widget.run()
+    wait_idle(qtbot, widget)
+    refined = viewer.layers["sample blurry refined"].data
+    inner = (slice(10, -10), slice(10, -10))
+    gain = psnr(refined[inner], sharp[inner]) - psnr(blurry.data[inner], sharp[inner])
+    print(f"refinement gain {gain:.2f} dB")
+    assert gain > 2.0
+    assert viewer.layers["sample blurry refined"].metadata["method"] == "hyper-laplacian"
+
+
+def test_parametric_kernel_and_method_parameters(viewer, qtbot):
+    layer = viewer.add_image(sharp_scene((48, 48)).astype(np.float32), name="x")
+    widget = RefineWidget(viewer)
+    widget.image.value = layer
+    widget.kernel_source.value = "motion"
+    widget.length.value = 7
+    widget.method.value = "richardson-lucy"
+    widget.method_params["richardson-lucy"]["iterations"].value = 5
+    widget.auto_strength.value = False
+    widget.strength.value = 0.0
+    assert widget.params() == {"iterations": 5, "strength": 0.0}
+    assert widget.kernel().shape[1] >= 7
+    widget.run()
+    wait_idle(qtbot, widget)
+    meta = viewer.layers["x refined"].metadata
+    assert meta["params"] == {"iterations": 5} and meta["strengths"] == [0.0]
+
+
+def test_errors_become_notifications(viewer, qtbot, errors):
+    blind = BlindDeblurWidget(viewer)
+    assert blind.run() is None
+    assert "no image layer" in errors[-1]
+
+    layer = viewer.add_image(sharp_scene((48, 48)).astype(np.float32), name="img")
+    blind.image.value = layer
+    shapes = viewer.add_shapes([[[200, 200], [220, 230]]], shape_type="rectangle", name="roi")
+    blind.reset_choices()
+    blind.roi.value = shapes
+    assert blind.run() is None and "outside" in errors[-1]
+
+    blind.roi.value = None
+    blind.kernel_height.value = blind.kernel_width.value = 101  # larger than the image
+    blind.iterations.value = 2
+    assert blind.run() is None and "larger than the image" in errors[-1]
+
+    # An error raised inside the worker thread arrives as a notification too.
+    blind.image.value = viewer.add_image(np.full((48, 48), 0.5, np.float32), name="flat")
+    blind.kernel_height.value = blind.kernel_width.value = 5
+    assert blind.run() is not None
+    wait_idle(qtbot, blind)
+    assert "constant" in errors[-1] and "flat latent" not in viewer.layers
+    blind.image.value = layer
+
+    refine = RefineWidget(viewer)
+    refine.image.value = layer
+    refine.kernel_layer.value = viewer.add_image(np.ones((2, 5, 5), np.float32), name="k3d")
+    assert refine.run() is None and "2-D" in errors[-1]
+    refine.kernel_layer.value = viewer.add_image(np.zeros((5, 5), np.float32), name="k0")
+    assert refine.run() is None and "positive sum" in errors[-1]
+
+    # The viewer still works: a valid run after the errors succeeds.
+    blind.kernel_height.value = blind.kernel_width.value = 5
+    blind.run()
+    wait_idle(qtbot, blind)
+    assert "img latent" in viewer.layers

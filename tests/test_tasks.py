@@ -1,0 +1,107 @@
+"""The plugin's napari-free tasks and parametric PSFs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from napari_selfdeblur.errors import InvalidInputError
+from napari_selfdeblur.metrics import psnr
+from napari_selfdeblur.physics import centroid_offset, convolve_same
+from napari_selfdeblur.psf import disk_psf, gaussian_psf, motion_psf
+from napari_selfdeblur.sample import sharp_scene
+from napari_selfdeblur.tasks import LayerGeometry, blind_task, refine_task, roi_box, run_to_end
+
+
+def test_parametric_psfs_are_normalised_centred_and_oriented():
+    for k in (gaussian_psf(1.5), disk_psf(3.2), motion_psf(9, 30)):
+        assert k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1
+        assert k.sum() == pytest.approx(1.0) and (k >= 0).all()
+        assert centroid_offset(k) == (0, 0)
+    horizontal = motion_psf(9, 0)
+    c = horizontal.shape[0] // 2
+    assert horizontal[c].sum() > 0.95  # all the mass on the middle row
+    rising = motion_psf(9, 45)  # up and to the right: top-right and bottom-left corners
+    n = rising.shape[0]
+    assert rising[1, n - 2] > 0 and rising[n - 2, 1] > 0 and rising[1, 1] == 0
+    with pytest.raises(InvalidInputError, match="positive"):
+        gaussian_psf(0)
+
+
+def test_roi_box_clips_and_rejects():
+    assert roi_box(np.array([[-5, 10], [20.5, 30.2]]), (64, 64)) == (0, 21, 10, 31)
+    with pytest.raises(InvalidInputError, match="outside"):
+        roi_box(np.array([[100, 100], [120, 130]]), (64, 64))
+    with pytest.raises(InvalidInputError, match="only"):
+        roi_box(np.array([[62, 62], [80, 80]]), (64, 64))
+
+
+def test_blind_task_on_a_crop_refines_the_whole_image(tiny_config):
+    sharp = sharp_scene((64, 64), seed=2)
+    k = motion_psf(5, 20)
+    blurry = convolve_same(sharp, k).astype(np.float32)
+    geo = LayerGeometry("cells", (0.5, 0.5), (3.0, 4.0))
+    seen = []
+    latent, kernel = run_to_end(
+        blind_task(blurry, geo, 7, preset=tiny_config, roi=(8, 56, 8, 56), preview_every=10),
+        seen.append,
+    )
+    assert latent[0].shape == blurry.shape and latent[1]["name"] == "cells latent"
+    assert latent[1]["scale"] == (0.5, 0.5) and latent[1]["translate"] == (3.0, 4.0)
+    meta = latent[1]["metadata"]
+    assert meta["roi"] == [8, 56, 8, 56] and meta["refined_with"] == "hyper-laplacian"
+    assert kernel[0].shape == (7, 7) and kernel[1]["translate"][-1] > 4.0 + 64 * 0.5
+    assert any(e.kernel is not None for e in seen)
+    assert seen[-1].stage == "refine"
+
+
+def test_blind_task_stack_modes(tiny_config):
+    planes = np.stack([sharp_scene((40, 40), seed=s) for s in range(3)]).astype(np.float32)
+    geo = LayerGeometry.plain("stack", 3)
+    cfg = tiny_config.replace(iterations=4, lr_milestones=(2, 3), ssim_start=2)
+    lat, ker = run_to_end(blind_task(planes, geo, 5, preset=cfg, stack_mode="per-plane"))
+    assert lat[0].shape == planes.shape and ker[0].shape == (3, 5, 5)
+    assert len(lat[1]["metadata"]["runs"]) == 3
+    lat, ker = run_to_end(blind_task(planes, geo, 5, preset=cfg, stack_mode="refine",
+                                     current_plane=1))  # fmt: skip
+    assert lat[0].shape == planes.shape and ker[0].shape == (5, 5)
+    assert [r["plane"] for r in lat[1]["metadata"]["runs"]] == [1]
+
+
+def test_cancelled_blind_task_returns_best_so_far(tiny_config):
+    image = sharp_scene((40, 40), seed=1).astype(np.float32)
+    cancel = threading.Event()
+    cfg = tiny_config.replace(iterations=100000)
+    task = blind_task(image, LayerGeometry.plain("x", 2), 5, preset=cfg, cancel=cancel)
+
+    def on_progress(p):
+        if p.iteration >= 3:
+            cancel.set()
+
+    latent, kernel = run_to_end(task, on_progress)
+    meta = latent[1]["metadata"]
+    assert meta["cancelled"] and 3 <= meta["iterations_run"] < 100000
+    assert np.isfinite(latent[0]).all() and kernel[0].sum() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_bad_task_input_raises_when_created(tiny_config):
+    geo = LayerGeometry.plain("x", 2)
+    with pytest.raises(InvalidInputError, match="empty"):
+        blind_task(np.zeros((0, 0)), geo, 5, preset=tiny_config)
+    with pytest.raises(InvalidInputError, match="odd"):
+        blind_task(np.ones((40, 40)), geo, 4, preset=tiny_config)
+    with pytest.raises(InvalidInputError, match="positive sum"):
+        refine_task(np.ones((40, 40)), geo, np.zeros((3, 3)))
+
+
+def test_refine_task_raises_psnr():
+    sharp = sharp_scene((64, 64), seed=4)
+    k = gaussian_psf(1.5)
+    blurry = convolve_same(sharp, k)
+    [(out, kwargs, kind)] = run_to_end(refine_task(blurry, LayerGeometry.plain("b", 2), k))
+    assert kind == "image" and kwargs["name"] == "b refined"
+    assert psnr(out[10:-10, 10:-10], sharp[10:-10, 10:-10]) > psnr(
+        blurry[10:-10, 10:-10], sharp[10:-10, 10:-10]
+    ) + 2
