@@ -1,13 +1,7 @@
 """Plain functions for napari workflow tools: ImageData in, ImageData out."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    from napari.types import ImageData
+from napari.types import ImageData  # resolved at run time: magicgui reads the annotations
 
 
 def refine_image(

@@ -26,8 +26,7 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from .config import PRESETS
-from .device import DEVICE_CHOICES
+from .config import DEVICE_CHOICES, PRESETS
 from .errors import SelfDeblurError
 from .refine import DEFAULT_METHOD, METHODS, Param
 from .tasks import LayerGeometry, TaskProgress, blind_task, refine_task, roi_box

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .config import PRESETS
-from .device import DEVICE_CHOICES
+from .config import DEVICE_CHOICES, PRESETS
 from .errors import SelfDeblurError
 
 

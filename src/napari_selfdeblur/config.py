@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from .errors import InvalidInputError
 
+#: What ``device=`` accepts besides ``cuda:N`` (see ``device.resolve_device``).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
 
 @dataclass(frozen=True)
 class ImageNetConfig:

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .config import DEVICE_CHOICES
 from .errors import DeviceError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
