@@ -22,37 +22,13 @@ from pathlib import Path
 import numpy as np
 
 
-def random_motion_kernel(size: int, seed: int) -> np.ndarray:
-    """A camera-shake-like PSF: a smoothed random walk of a point, rasterised into size x size."""
-    rng = np.random.default_rng(seed)
-    pos = np.zeros(2)
-    vel = rng.normal(size=2)
-    pts = []
-    for _ in range(400):
-        vel = 0.9 * vel + 0.35 * rng.normal(size=2)
-        pos = pos + 0.1 * vel
-        pts.append(pos.copy())
-    pts = np.array(pts)
-    pts -= pts.mean(0)
-    extent = np.abs(pts).max()
-    pts *= (size // 2 - 1) / max(extent, 1e-9)
-    k = np.zeros((size, size))
-    for y, x in pts + size // 2:
-        iy, ix = int(np.floor(y)), int(np.floor(x))
-        fy, fx = y - iy, x - ix
-        for dy, dx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (1, 0, fy * (1 - fx)),
-                            (0, 1, (1 - fy) * fx), (1, 1, fy * fx)):  # fmt: skip
-            if 0 <= iy + dy < size and 0 <= ix + dx < size:
-                k[iy + dy, ix + dx] += wgt
-    return k / k.sum()
-
-
 def problems(noise_levels, seeds=(0, 1)):
     import torch
     from skimage import data
     from skimage.color import rgb2gray
 
     from napari_selfdeblur.physics import blur_valid
+    from napari_selfdeblur.psf import shake_psf
 
     images = []
     for name in ("camera", "astronaut", "coffee"):
@@ -62,7 +38,7 @@ def problems(noise_levels, seeds=(0, 1)):
         images.append((name, im[h // 2 - 120 : h // 2 + 120, w // 2 - 120 : w // 2 + 120]))
     for name, big in images:
         for seed in seeds:
-            k = random_motion_kernel(19 if seed == 0 else 25, seed)
+            k = shake_psf(19 if seed == 0 else 25, seed)
             kh = k.shape[0]
             sharp_big = big[: 192 + kh - 1, : 192 + kh - 1]
             y = blur_valid(torch.from_numpy(sharp_big)[None, None], torch.from_numpy(k))[0, 0]

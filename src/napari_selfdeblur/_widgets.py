@@ -124,10 +124,11 @@ class LossPlot(QWidget):
 
 
 class _RunnerMixin:
-    """Run/Cancel button, progress bar and status shared by both widgets."""
+    """Image choice, Run/Cancel button, progress bar and status shared by both widgets."""
 
     def _setup_runner(self, viewer) -> None:
         self._viewer = viewer
+        self.image = ComboBox(label="image", choices=lambda _: _image_layers(viewer), nullable=True)
         self._worker = None
         self._cancel: threading.Event | None = None
         self.run_button = PushButton(text="Run")
@@ -199,7 +200,6 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         super().__init__()
         self._setup_runner(napari_viewer)
         viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=lambda _: _image_layers(viewer), nullable=True)
         self.kernel_height = SpinBox(label="kernel height", value=31, min=3, max=255, step=2)
         self.kernel_width = SpinBox(label="kernel width", value=31, min=3, max=255, step=2)
         self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="demo")
@@ -370,7 +370,6 @@ class RefineWidget(Container, _RunnerMixin):
         super().__init__()
         self._setup_runner(napari_viewer)
         viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=lambda _: _image_layers(viewer), nullable=True)
         self.kernel_source = ComboBox(
             label="kernel", choices=["layer", "gaussian", "disk", "motion"], value="layer"
         )

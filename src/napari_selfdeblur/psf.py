@@ -1,4 +1,4 @@
-"""Parametric point-spread functions (numpy): Gaussian, disk (defocus) and linear motion.
+"""Parametric point-spread functions (numpy): Gaussian, disk (defocus), linear motion, shake.
 
 Every PSF is float64, odd-sized, centred at (kh // 2, kw // 2) and sums to 1: the kernel
 convention of :mod:`napari_selfdeblur.physics`. Lengths are in pixels, angles in degrees
@@ -57,18 +57,42 @@ def motion_psf(length: float, angle: float = 0.0, samples_per_px: int = 8) -> np
     theta = math.radians(float(angle))
     dx, dy = math.cos(theta), -math.sin(theta)  # rows grow downwards
     n = _odd(length * max(abs(dx), abs(dy)) + 2)
-    k = np.zeros((n, n))
+    t = np.linspace(-length / 2, length / 2, max(2, int(length * samples_per_px)))
     c = n // 2
-    m = max(2, int(length * samples_per_px))
-    for t in np.linspace(-length / 2, length / 2, m):
-        y, x = c + t * dy, c + t * dx
+    return rasterize_path(np.stack([c + t * dy, c + t * dx], axis=1), n)
+
+
+def rasterize_path(points: np.ndarray, size: int) -> np.ndarray:
+    """A size x size PSF from points (y, x) in pixels along a path, splatted bilinearly.
+
+    Points outside the square are dropped; the result sums to 1.
+    """
+    k = np.zeros((size, size))
+    for y, x in np.asarray(points, dtype=np.float64):
         iy, ix = math.floor(y), math.floor(x)
         fy, fx = y - iy, x - ix
         for oy, ox, w in ((0, 0, (1 - fy) * (1 - fx)), (1, 0, fy * (1 - fx)),
                           (0, 1, (1 - fy) * fx), (1, 1, fy * fx)):  # fmt: skip
-            if 0 <= iy + oy < n and 0 <= ix + ox < n:
+            if 0 <= iy + oy < size and 0 <= ix + ox < size:
                 k[iy + oy, ix + ox] += w
+    if k.sum() <= 0:
+        raise InvalidInputError("the path lies outside the kernel")
     return k / k.sum()
+
+
+def shake_psf(size: int, seed: int = 0, steps: int = 400) -> np.ndarray:
+    """A random camera-shake-like PSF: a smoothed random walk scaled to fill size x size."""
+    rng = np.random.default_rng(seed)
+    pos, vel = np.zeros(2), rng.normal(size=2)
+    pts = []
+    for _ in range(steps):
+        vel = 0.9 * vel + 0.35 * rng.normal(size=2)
+        pos = pos + 0.1 * vel
+        pts.append(pos.copy())
+    pts = np.array(pts)
+    pts -= pts.mean(0)
+    pts *= (size // 2 - 1) / max(float(np.abs(pts).max()), 1e-9)
+    return rasterize_path(pts + size // 2, size)
 
 
 PSF_SHAPES = {"gaussian": gaussian_psf, "disk": disk_psf, "motion": motion_psf}
