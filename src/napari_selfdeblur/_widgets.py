@@ -340,7 +340,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         meta = layers[0][1]["metadata"]
         its = meta.get("iterations_run")
         if meta.get("cancelled"):
-            msg = "cancelled: kept the best result so far"
+            msg = "cancelled: kept the result of the last completed iteration"
             msg += f" ({its} iterations)" if its is not None else ""
             _notify_info(f"SelfDeblur {msg}")
         else:
