@@ -1,10 +1,14 @@
-"""Seconds per SelfDeblur iteration for presets, image sizes and kernel sizes on one device.
+"""Seconds per SelfDeblur iteration and peak memory for presets, image and kernel sizes.
 
 Each row times ``--iterations`` iterations after ``--warmup`` untimed ones, on a Levin image
-(cropped or tiled to the size asked for) or on the built-in sample without the Levin data.
-Prints a table and appends the rows to a CSV (default ``benchmarks/results/speed.csv``).
+(cropped or tiled to the size asked for) or on the built-in sample without the Levin data. Every
+row runs in a fresh child process, so its peak memory is its own: the peak resident set size on
+the CPU, torch's peak allocation on CUDA. Configurations (presets) are compared in the same run:
+the ``ratio`` column is each row's time over the first preset's at the same sizes. Prints a table
+and appends the rows to a CSV (default ``benchmarks/results/speed.csv``).
 
-    python benchmarks/speed.py --preset paper --sizes 255 --kernel-sizes 17 --iterations 20
+    python benchmarks/speed.py --preset paper demo --sizes 128 256 512 1024 \
+        --kernel-sizes 15 31 75 --iterations 3 --warmup 2
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
 
 
 def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[float, float]:
+    """Seconds per iteration and peak memory in MiB (GPU allocation on CUDA, else the RSS)."""
+    import resource
+
     import torch
 
     dev = resolve_device(device)
@@ -56,7 +63,28 @@ def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[fl
     deblur(image, kernel_size, preset=preset, iterations=warmup + iterations, device=device,
            callback=tick, callback_every=1)  # fmt: skip
     per_it = (stamps[-1] - stamps[warmup - 1]) / iterations
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else float("nan")
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:  # ru_maxrss is in KiB on Linux; the child process ran only this row
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return per_it, peak
+
+
+def run_isolated(size, kernel_size, preset, iterations, warmup, device) -> tuple[float, float]:
+    """:func:`time_run` in a fresh Python process (so the memory peak belongs to this row)."""
+    import json
+    import subprocess
+    import sys
+
+    here = str(Path(__file__).parent)
+    code = (
+        f"import json, sys; sys.path.insert(0, {here!r}); import speed; "
+        f"img, _ = speed.test_image({size}); "
+        f"print(json.dumps(speed.time_run(img, {kernel_size}, {preset!r}, {iterations}, "
+        f"{warmup}, {device!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    per_it, peak = json.loads(out.stdout.strip().splitlines()[-1])
     return per_it, peak
 
 
@@ -78,23 +106,34 @@ def main() -> None:
     if device.startswith("cuda"):
         machine += f", {torch.cuda.get_device_name(0)}"
     rows = []
-    print(f"{'preset':>8} {'size':>6} {'kernel':>6} {'s/iter':>8} {'peak MiB':>9}  ({machine})")
-    for preset in args.preset:
-        for size in args.sizes:
-            image, source = test_image(size)
-            for ks in args.kernel_sizes:
-                per_it, peak = time_run(
-                    image, ks, preset, args.iterations, args.warmup, args.device
-                )
-                print(f"{preset:>8} {size:>6} {ks:>6} {per_it:8.3f} {peak:9.0f}", flush=True)
+    first: dict[tuple[int, int], float] = {}
+    mem = "peak GPU MiB" if device.startswith("cuda") else "peak RSS MiB"
+    print(f"{'preset':>8} {'size':>6} {'kernel':>6} {'s/iter':>8} {'ratio':>6} {mem:>13}"
+          f"  ({machine}, {torch.get_num_threads()} threads)")  # fmt: skip
+    for size in args.sizes:
+        source = test_image(size)[1]
+        for ks in args.kernel_sizes:
+            for preset in args.preset:
+                try:
+                    per_it, peak = run_isolated(size, ks, preset, args.iterations, args.warmup,
+                                                args.device)  # fmt: skip
+                except Exception as exc:  # e.g. out of memory: record it and go on
+                    print(f"{preset:>8} {size:>6} {ks:>6} failed: {exc}", flush=True)
+                    continue
+                ratio = per_it / first.setdefault((size, ks), per_it)
+                print(f"{preset:>8} {size:>6} {ks:>6} {per_it:8.3f} {ratio:6.3f} {peak:13.0f}",
+                      flush=True)  # fmt: skip
                 rows.append(dict(
                     date=dt.date.today().isoformat(), version=__version__, preset=preset,
                     size=size, kernel_size=ks, seconds_per_iteration=round(per_it, 4),
-                    peak_gpu_mib=round(peak, 1), device=device, machine=machine,
-                    iterations=args.iterations, image=source,
+                    ratio_to_first=round(ratio, 4), peak_mib=round(peak, 1),
+                    memory=mem, device=device, machine=machine,
+                    threads=torch.get_num_threads(), iterations=args.iterations, image=source,
                 ))  # fmt: skip
+    if not rows:
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
+    new = not args.out.exists() or args.out.stat().st_size == 0
     with args.out.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         if new:
