@@ -103,8 +103,14 @@ def test_three_plane_stack(viewer, qtbot, mode, kernel_shape):
     widget.kernel_height.value = widget.kernel_width.value = 5
     widget.iterations.value = 3
     widget.stack_mode.value = mode
+    planes_seen = []
+    widget.plane_progress.changed.connect(planes_seen.append)
     widget.run()
     wait_idle(qtbot, widget)
+    # isHidden is the widget's own flag (visible also needs a shown window).
+    assert not widget.plane_progress.native.isHidden() and widget.plane_progress.max == 3
+    if mode == "per-plane":
+        assert {0, 1, 2} <= set(planes_seen)  # the outer bar went through every plane
     assert viewer.layers["movie latent"].data.shape == stack.shape
     assert viewer.layers["movie kernel"].data.shape == kernel_shape
     runs = viewer.layers["movie latent"].metadata["runs"]
@@ -121,7 +127,8 @@ def test_refine_widget_with_the_true_kernel_raises_psnr(viewer, qtbot):
     widget.kernel_source.value = "layer"
     widget.kernel_layer.value = viewer.layers["sample kernel (truth)"]
     widget.method.value = "hyper-laplacian"
-    assert widget.method_params["richardson-lucy"].visible is False
+    assert widget.method_params["richardson-lucy"].native.isHidden()
+    assert not widget.method_params["hyper-laplacian"].native.isHidden()  # its alpha control
     widget.run()
     wait_idle(qtbot, widget)
     refined = viewer.layers["sample blurry refined"].data

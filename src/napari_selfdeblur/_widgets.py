@@ -133,6 +133,8 @@ class _RunnerMixin:
         self._cancel: threading.Event | None = None
         self.run_button = PushButton(text="Run")
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        # Outer bar for stacks: plane i of n (the inner bar counts iterations of that plane).
+        self.plane_progress = ProgressBar(value=0, min=0, max=1, label="planes")
         self.status = Label(value="")
         self.run_button.changed.connect(self._on_run_clicked)
 
@@ -218,9 +220,11 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         )  # fmt: skip
         self.extend([self.image, self.kernel_height, self.kernel_width, self.preset,
                      self.iterations, self.seed, self.device, self.device_info, self.roi,
-                     self.preview_every, self.stack_mode, self.run_button, self.progress,
+                     self.preview_every, self.stack_mode, self.run_button, self.plane_progress,
+                     self.progress,
                      self.status])  # fmt: skip
         self.loss_plot = LossPlot()
+        self.plane_progress.visible = False
         self.native.layout().addWidget(self.loss_plot)
         self.device.changed.connect(self._show_device)
         self._show_device()
@@ -305,6 +309,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
     def _on_progress(self, p: TaskProgress) -> None:
         self.progress.max = max(1, p.iterations)
         self.progress.value = min(p.iteration, p.iterations)
+        self.plane_progress.visible = p.planes > 1
+        self.plane_progress.max = p.planes
+        self.plane_progress.value = p.plane
         plane = f"plane {p.plane + 1}/{p.planes}, " if p.planes > 1 else ""
         loss = f", loss {p.loss:.4g}" if p.loss is not None else ""
         self.status.value = f"{p.stage}: {plane}iteration {p.iteration}/{p.iterations}{loss}"
@@ -347,6 +354,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             msg = f"done in {meta['runtime_s']:.1f} s"
         self.status.value = msg
         self.progress.value = self.progress.max
+        self.plane_progress.value = self.plane_progress.max
 
 
 # -- non-blind refinement -----------------------------------------------------------------------
