@@ -249,8 +249,8 @@ def blind_task(
 
             n_todo = len(todo)
 
-            def on_refine(p):
-                emit(TaskProgress(p.planes_done, n_todo, p.step, p.steps, None, "refine"))
+            def on_refine(p):  # planes count over the whole stack, blind ones included
+                emit(TaskProgress(n - n_todo + p.planes_done, n, p.step, p.steps, None, "refine"))
 
             kern = kernels[todo] if stack_mode == "per-plane" else kernels[current_plane]
             sub = planes[todo]
