@@ -107,3 +107,14 @@ def test_refine_with_a_known_kernel_raises_psnr(tmp_path, capsys, asymmetric_ker
     assert main(bad) == 1
     assert "positive sum" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
+
+
+def test_failure_warnings_are_printed(png, tmp_path, capsys, monkeypatch):
+    import napari_selfdeblur.diagnostics as diagnostics
+
+    monkeypatch.setattr(diagnostics, "DELTA_SUPPORT_PX", 1e9)  # every kernel looks like a delta
+    assert main(["deblur", str(png), "-k", "5", "--out", str(tmp_path / "o"), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "no-blur solution" in err
+    meta = json.loads((tmp_path / "o" / "photo.json").read_text())
+    assert "delta_kernel" in meta["diagnosis"]["flags"]

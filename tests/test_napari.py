@@ -230,3 +230,19 @@ def test_plugin_modules_do_not_import_torch():
         "napari_selfdeblur._functions; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_failure_warnings_become_notifications(viewer, qtbot, monkeypatch):
+    import napari_selfdeblur.diagnostics as diagnostics
+
+    warnings_seen: list[str] = []
+    monkeypatch.setattr(_widgets, "_notify_warning", warnings_seen.append)
+    monkeypatch.setattr(diagnostics, "DELTA_SUPPORT_PX", 1e9)  # every kernel looks like a delta
+    layer = viewer.add_image(sharp_scene((48, 48), seed=2).astype(np.float32), name="w")
+    widget = BlindDeblurWidget(viewer)
+    widget.image.value = layer
+    widget.kernel_height.value = widget.kernel_width.value = 5
+    widget.iterations.value = 2
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert any("no-blur solution" in w for w in warnings_seen)

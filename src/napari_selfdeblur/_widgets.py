@@ -44,6 +44,12 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
+def _notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
+
+
 def _notify_info(message: str) -> None:
     from napari.utils.notifications import show_info
 
@@ -345,6 +351,10 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         for data, kwargs, _ in layers:
             _put_layer(self._viewer, data, kwargs)
         meta = layers[0][1]["metadata"]
+        for run in meta.get("runs", []):
+            plane = f" (plane {run['plane'] + 1})" if meta.get("planes", 1) > 1 else ""
+            for message in run.get("diagnosis", {}).get("warnings", []):
+                _notify_warning(f"SelfDeblur{plane}: {message}")
         its = meta.get("iterations_run")
         if meta.get("cancelled"):
             msg = "cancelled: kept the result of the last completed iteration"

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import __version__
 from .config import DeblurConfig, get_preset
+from .diagnostics import Diagnosis, diagnose
 from .errors import InvalidInputError
 from .image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
 from .noise import estimate_noise_sigma
@@ -40,6 +41,12 @@ class DeblurResult:
     iterations_run: int = 0
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    diagnosis: Diagnosis | None = None  # failure checks (see napari_selfdeblur.diagnostics)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Messages of the failure checks that fired (empty when the result looks sound)."""
+        return list(self.diagnosis.messages) if self.diagnosis is not None else []
 
     @property
     def final_loss(self) -> float:
@@ -59,6 +66,7 @@ class DeblurResult:
             "cancelled": self.cancelled,
             "runtime_s": round(self.runtime_s, 3),
             "config": self.config.to_dict(),
+            **({"diagnosis": self.diagnosis.to_dict()} if self.diagnosis is not None else {}),
             **self.extra,
         }
 
@@ -157,8 +165,13 @@ def deblur(
     else:
         latent_unit = raw.latent
     runtime = time.perf_counter() - start
+    latent = intensity.from_unit(latent_unit)
+    diagnosis = diagnose(
+        unit, latent_unit, raw.kernel, raw.history, completed=not raw.cancelled,
+        loss_switch=cfg.ssim_start,
+    )  # fmt: skip
     return DeblurResult(
-        latent=intensity.from_unit(latent_unit),
+        latent=latent,
         kernel=raw.kernel.astype(np.float32),
         noise_sigma=sigma_unit * intensity.scale,
         history=raw.history,
@@ -168,6 +181,7 @@ def deblur(
         runtime_s=runtime,
         iterations_run=raw.iterations_run,
         cancelled=raw.cancelled,
+        diagnosis=diagnosis,
         extra={"resumed_from_iteration": raw.resumed_from,
                "resumed_runtime_s": round(raw.resumed_runtime_s, 3)} if raw.resumed_from else {},
     )  # fmt: skip

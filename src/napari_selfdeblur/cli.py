@@ -195,6 +195,10 @@ def _cmd_deblur(args) -> int:
         write_tiff(outputs[0], latent)
         write_tiff(outputs[1], kernels.astype(np.float32))
         write_json(sidecar, meta)
+        for i, r in enumerate(results):
+            where = f"{path} [plane {i + 1}]" if lead else str(path)
+            for message in r.warnings:
+                print(f"selfdeblur: warning: {where}: {message}", file=sys.stderr)
         losses = ", ".join(f"{r.final_loss:.4g}" for r in results)
         print(f"{path}: wrote {outputs[0]}, {outputs[1]} (final loss {losses})")
     return 1 if failures else 0
@@ -272,6 +276,8 @@ def _cmd_demo(args) -> int:
     print(f"PSNR blurry vs sharp: {p_blur:6.2f} dB")
     print(f"PSNR latent vs sharp: {p_lat:6.2f} dB  ({p_lat - p_blur:+.2f} dB)")
     print(f"kernel similarity to the truth: {sim:.3f} (1 = identical up to a shift)")
+    for message in result.warnings:
+        print(f"selfdeblur: warning: {message}", file=sys.stderr)
     print(f"runtime {result.runtime_s:.1f} s on {result.device}; outputs in {args.out.resolve()}")
     return 0
 

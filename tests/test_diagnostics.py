@@ -1,0 +1,57 @@
+"""Failure detection: flags the no-blur solution and stalls, passes a good result."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_selfdeblur import deblur
+from napari_selfdeblur.diagnostics import diagnose
+from napari_selfdeblur.physics import convolve_same
+from napari_selfdeblur.psf import motion_psf
+from napari_selfdeblur.sample import sharp_scene
+
+
+def _problem():
+    sharp = sharp_scene((64, 64), seed=0)
+    k = motion_psf(9, 20)
+    return sharp, convolve_same(sharp, k), k
+
+
+def test_flags_the_no_blur_solution():
+    _, blurry, k = _problem()
+    delta = np.zeros_like(k)
+    delta[k.shape[0] // 2, k.shape[1] // 2] = 1
+    d = diagnose(blurry, blurry, delta)
+    assert {"delta_kernel", "latent_is_input"} <= set(d.flags) and not d.ok
+    assert d.kernel_support_px == 1.0
+    # A slightly smeared delta (the usual near-miss) is still flagged.
+    near = 0.9 * delta + 0.1 / delta.size
+    assert "delta_kernel" in diagnose(blurry, blurry + 0.001, near).flags
+
+
+def test_passes_a_good_result():
+    sharp, blurry, k = _problem()
+    history = [(i, 0.05 * 0.5 ** (i / 100)) for i in range(10, 1001, 10)]  # still improving
+    d = diagnose(blurry, sharp, k, history)
+    assert d.ok, d.messages
+    assert d.kernel_support_px > 5 and d.latent_change > 0.05
+
+
+def test_flags_a_stall_at_a_poor_fit_but_not_a_converged_one():
+    sharp, blurry, k = _problem()
+    flat_bad = [(i, 0.3) for i in range(10, 1001, 10)]
+    flat_good = [(i, 0.01) for i in range(10, 1001, 10)]
+    assert "stalled" in diagnose(blurry, sharp, k, flat_bad).flags
+    assert "stalled" not in diagnose(blurry, sharp, k, flat_good).flags
+    assert "stalled" not in diagnose(blurry, sharp, k, flat_bad, completed=False).flags
+    # Losses before the MSE -> SSIM switch are not compared with those after it.
+    switch = [(i, 0.001 if i <= 800 else 0.05 - i * 1e-5) for i in range(10, 1001, 10)]
+    assert "stalled" not in diagnose(blurry, sharp, k, switch, loss_switch=800).flags
+
+
+def test_every_result_carries_its_diagnosis(scene, tiny_config):
+    r = deblur(scene, 5, preset=tiny_config, device="cpu")
+    assert r.diagnosis is not None
+    meta = r.metadata()["diagnosis"]
+    assert set(meta) >= {"flags", "warnings", "kernel_support_px", "latent_change"}
+    assert r.warnings == meta["warnings"]
