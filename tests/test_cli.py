@@ -118,3 +118,11 @@ def test_failure_warnings_are_printed(png, tmp_path, capsys, monkeypatch):
     assert "warning" in err and "no-blur solution" in err
     meta = json.loads((tmp_path / "o" / "photo.json").read_text())
     assert "delta_kernel" in meta["diagnosis"]["flags"]
+
+
+def test_restarts_option(png, tmp_path):
+    out = tmp_path / "r"
+    assert main(["deblur", str(png), "-k", "5", "--out", str(out), "--restarts", "2",
+                 "--restart-iterations", "2", *FAST]) == 0  # fmt: skip
+    info = json.loads((out / "photo.json").read_text())["restarts"]
+    assert info["seeds"] == [0, 1] and info["chosen_seed"] in (0, 1)

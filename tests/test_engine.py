@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from napari_selfdeblur import deblur
+from napari_selfdeblur.errors import InvalidInputError
 from napari_selfdeblur.metrics import kernel_similarity, psnr
 from napari_selfdeblur.physics import centroid_offset, convolve_same
 from napari_selfdeblur.sample import sharp_scene
@@ -135,3 +136,18 @@ def test_checkpoint_of_another_run_is_ignored(scene, tiny_config, tmp_path):
     ckpt.write_bytes(b"not a checkpoint")
     damaged = deblur(scene, 5, preset=tiny_config, seed=3, device="cpu", checkpoint=ckpt)
     np.testing.assert_array_equal(damaged.latent, fresh.latent)
+
+
+def test_restarts_continue_the_best_probe(scene, tiny_config):
+    r = deblur(scene, 5, preset=tiny_config, seed=10, device="cpu", restarts=3,
+               restart_iterations=5, callback_every=1)  # fmt: skip
+    info = r.metadata()["restarts"]
+    assert info["seeds"] == [10, 11, 12] and info["probe_iterations"] == 5
+    best = info["seeds"][int(np.argmin(info["probe_losses"]))]
+    assert r.seed == info["chosen_seed"] == best
+    plain = deblur(scene, 5, preset=tiny_config, seed=best, device="cpu", callback_every=1)
+    np.testing.assert_array_equal(r.latent, plain.latent)  # the same as a plain run of that seed
+    np.testing.assert_array_equal(r.kernel, plain.kernel)
+    assert r.iterations_run == 20 and not r.cancelled
+    with pytest.raises(InvalidInputError, match="restart_iterations"):
+        deblur(scene, 5, preset=tiny_config, device="cpu", restarts=2, restart_iterations=20)

@@ -105,3 +105,11 @@ def test_refine_task_raises_psnr():
     assert psnr(out[10:-10, 10:-10], sharp[10:-10, 10:-10]) > psnr(
         blurry[10:-10, 10:-10], sharp[10:-10, 10:-10]
     ) + 2
+
+
+def test_blind_task_passes_restarts(tiny_config):
+    image = sharp_scene((40, 40), seed=1).astype(np.float32)
+    cfg = tiny_config.replace(iterations=6, lr_milestones=(3, 5), ssim_start=3)
+    latent, _ = run_to_end(blind_task(image, LayerGeometry.plain("x", 2), 5, preset=cfg,
+                                      restarts=2))  # fmt: skip
+    assert latent[1]["metadata"]["restarts"]["seeds"] == [0, 1]

@@ -213,6 +213,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="demo")
         self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.restarts = SpinBox(label="restarts (seeds to probe)", value=1, min=1, max=50,
+                                tooltip="probe this many seeds briefly and continue the best fit")
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.device_info = Label(value="")
         self.roi = ComboBox(label="region (Shapes)", nullable=True, value=None,
@@ -225,7 +227,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             value="refine",
         )  # fmt: skip
         self.extend([self.image, self.kernel_height, self.kernel_width, self.preset,
-                     self.iterations, self.seed, self.device, self.device_info, self.roi,
+                     self.iterations, self.seed, self.restarts, self.device, self.device_info,
+                     self.roi,
                      self.preview_every, self.stack_mode, self.run_button, self.plane_progress,
                      self.progress,
                      self.status])  # fmt: skip
@@ -241,7 +244,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
 
     def _inputs(self) -> list:
         return [self.image, self.kernel_height, self.kernel_width, self.preset, self.iterations,
-                self.seed, self.device, self.roi, self.preview_every, self.stack_mode]  # fmt: skip
+                self.seed, self.restarts, self.device, self.roi, self.preview_every,
+                self.stack_mode]  # fmt: skip
 
     def _shapes_layers(self) -> list:
         from napari.layers import Shapes
@@ -299,7 +303,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 preset=self.preset.value, iterations=self.iterations.value or None,
                 seed=self.seed.value, device=self.device.value, roi=self._roi(layer),
                 stack_mode=self.stack_mode.value, current_plane=current,
-                preview_every=self.preview_every.value, cancel=self._cancel,
+                preview_every=self.preview_every.value, restarts=self.restarts.value,
+                cancel=self._cancel,
             )  # fmt: skip
         except (SelfDeblurError, ValueError) as exc:
             _notify_error(f"SelfDeblur: {exc}")

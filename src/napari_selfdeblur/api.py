@@ -98,6 +98,8 @@ def deblur(
     should_stop: Callable[[], bool] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    restarts: int = 1,
+    restart_iterations: int | None = None,
 ) -> DeblurResult:
     """Blind deconvolution of one image with SelfDeblur.
 
@@ -122,6 +124,12 @@ def deblur(
         Save the optimiser state to this file every ``checkpoint_every`` iterations and resume
         from it when it matches the run (long runs survive interruption); see
         :func:`napari_selfdeblur.solver.fit`.
+    restarts, restart_iterations
+        With ``restarts`` = K > 1, K short runs with seeds ``seed .. seed + K - 1`` are run for
+        ``restart_iterations`` (default a tenth of the run); the one with the lowest loss (the best
+        fit to the input, never the ground truth) is continued to the end. The result equals a
+        plain run with the chosen seed (``result.seed``); ``metadata()["restarts"]`` lists the
+        probes.
     """
     from .device import resolve_device
     from .solver import fit
@@ -154,12 +162,24 @@ def deblur(
         grey = unit
     sigma_unit = estimate_noise_sigma(grey)
 
+    restarts = int(restarts)
+    if restarts < 1:
+        raise InvalidInputError(f"restarts must be >= 1, got {restarts}")
+    if restarts > 1 and checkpoint is not None:
+        raise InvalidInputError("restarts and checkpoint cannot be combined")
     start = time.perf_counter()
-    raw = fit(
-        grey, kshape, cfg, device=dev, seed=seed, noise_sigma=sigma_unit, callback=callback,
-        callback_every=callback_every, preview_every=preview_every, should_stop=should_stop,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+    common = dict(
+        device=dev, noise_sigma=sigma_unit, callback=callback, callback_every=callback_every,
+        preview_every=preview_every, should_stop=should_stop,
     )  # fmt: skip
+    extra: dict[str, Any] = {}
+    if restarts > 1:
+        raw, seed, extra["restarts"] = _with_restarts(
+            grey, kshape, cfg, seed, restarts, restart_iterations, common
+        )
+    else:
+        raw = fit(grey, kshape, cfg, seed=seed, checkpoint=checkpoint,
+                  checkpoint_every=checkpoint_every, **common)  # fmt: skip
     if color:
         latent_unit = _color_latent(raw.latent, raw.kernel, ycc, unit, sigma_unit)
     else:
@@ -170,7 +190,7 @@ def deblur(
         unit, latent_unit, raw.kernel, raw.history, completed=not raw.cancelled,
         loss_switch=cfg.ssim_start,
     )  # fmt: skip
-    return DeblurResult(
+    result = DeblurResult(
         latent=latent,
         kernel=raw.kernel.astype(np.float32),
         noise_sigma=sigma_unit * intensity.scale,
@@ -182,9 +202,42 @@ def deblur(
         iterations_run=raw.iterations_run,
         cancelled=raw.cancelled,
         diagnosis=diagnosis,
-        extra={"resumed_from_iteration": raw.resumed_from,
-               "resumed_runtime_s": round(raw.resumed_runtime_s, 3)} if raw.resumed_from else {},
-    )  # fmt: skip
+        extra=extra,
+    )
+    if raw.resumed_from and restarts == 1:
+        result.extra.update(resumed_from_iteration=raw.resumed_from,
+                            resumed_runtime_s=round(raw.resumed_runtime_s, 3))  # fmt: skip
+    return result
+
+
+def _with_restarts(grey, kshape, cfg, seed, restarts, probe, common):
+    """Probe ``restarts`` seeds for ``probe`` iterations, continue the best; see :func:`deblur`."""
+    import tempfile
+    from pathlib import Path
+
+    from .solver import fit
+
+    probe = int(probe) if probe is not None else max(1, cfg.iterations // 10)
+    if not 1 <= probe < cfg.iterations:
+        raise InvalidInputError(
+            f"restart_iterations must be between 1 and {cfg.iterations - 1}, got {probe}"
+        )
+    seeds = [seed + i for i in range(restarts)]
+    losses: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="selfdeblur-restarts-") as tmp:
+        for s in seeds:
+            r = fit(grey, kshape, cfg, seed=s, checkpoint=Path(tmp) / f"{s}.pt",
+                    checkpoint_every=probe, stop_at=probe, **common)  # fmt: skip
+            if r.iterations_run < probe:  # the user cancelled during the probes
+                return r, s, {"seeds": seeds[: len(losses) + 1], "probe_iterations": probe,
+                              "probe_losses": losses, "chosen_seed": s}  # fmt: skip
+            losses.append(r.final_loss)
+        best = seeds[int(np.argmin(losses))]
+        raw = fit(grey, kshape, cfg, seed=best, checkpoint=Path(tmp) / f"{best}.pt",
+                  checkpoint_every=cfg.iterations, **common)  # fmt: skip
+    info = {"seeds": seeds, "probe_iterations": probe,
+            "probe_losses": [round(v, 6) for v in losses], "chosen_seed": best}  # fmt: skip
+    return raw, best, info
 
 
 def _color_latent(

@@ -30,6 +30,10 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
     p.add_argument("--preset", default=preset, choices=sorted(PRESETS), help="configuration")
     p.add_argument("--iterations", type=int, default=None, help="override the preset's length")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--restarts", type=int, default=1,
+                   help="probe this many seeds (seed, seed+1, ...) and continue the best fit")
+    p.add_argument("--restart-iterations", type=int, default=None,
+                   help="length of each probe (default: a tenth of the run)")  # fmt: skip
     p.add_argument(
         "--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto)"
     )
@@ -150,7 +154,8 @@ def _run(image: np.ndarray, args, desc: str):
     try:
         return deblur(
             image, args.kernel_size, preset=args.preset, iterations=args.iterations,
-            seed=args.seed, device=args.device, callback=bar,
+            seed=args.seed, device=args.device, callback=bar, restarts=args.restarts,
+            restart_iterations=args.restart_iterations,
         )  # fmt: skip
     finally:
         bar.close()

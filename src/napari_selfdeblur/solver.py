@@ -75,6 +75,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     fixed_kernel: np.ndarray | None = None,
+    stop_at: int | None = None,
 ) -> FitResult:
     """Run SelfDeblur on ``y`` (H, W), float in [0, 1]; inputs are assumed checked.
 
@@ -90,6 +91,9 @@ def fit(
     ends with the same result as an uninterrupted run on the same device; otherwise it is
     ignored and overwritten. It is deleted when the run completes.
 
+    ``stop_at``: end after that many iterations as if cancelled (the checkpoint, if any, is saved
+    so the run can be continued later with the same arguments and no ``stop_at``).
+
     ``fixed_kernel`` (a PSF of ``kernel_shape``) turns the run non-blind: Gk is not used and Gx
     alone is fitted to explain ``y`` through that kernel (the reference's non-blind variant).
     """
@@ -100,6 +104,7 @@ def fit(
             return _fit(
                 y, kernel_shape, config, device, seed, noise_sigma,
                 callback, max(1, callback_every), preview_every, should_stop, ckpt, fixed_kernel,
+                stop_at,
             )  # fmt: skip
     except Exception as exc:
         if is_out_of_memory(exc):
@@ -144,7 +149,7 @@ class _Checkpoint:
 
 
 def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop,
-         ckpt=None, fixed_kernel=None):  # fmt: skip
+         ckpt=None, fixed_kernel=None, stop_at=None):  # fmt: skip
     h, w = y.shape
     hp, wp = latent_shape((h, w), kernel_shape)
     # Networks and inputs are drawn on the CPU from the seed, so they are the same on every device.
@@ -219,7 +224,9 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         result.resumed_runtime_s = float(state["runtime_s"])
         result.history = list(state["history"])
     for it in range(first, cfg.iterations):
-        if should_stop is not None and it > first and should_stop():
+        if (stop_at is not None and it >= stop_at) or (
+            should_stop is not None and it > first and should_stop()
+        ):
             result.cancelled = True
             break
         z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)

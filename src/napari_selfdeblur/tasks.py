@@ -174,6 +174,7 @@ def blind_task(
     current_plane: int = 0,
     preview_every: int = 0,
     refine_method: str = DEFAULT_METHOD,
+    restarts: int = 1,
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Blind deconvolution of a layer's data; returns ``[latent layer, kernel layer]``.
@@ -223,7 +224,8 @@ def blind_task(
 
             r = deblur(crop, kshape, preset=preset, iterations=iterations, seed=seed,
                        device=device, callback=callback, callback_every=max(1, total_iters // 200),
-                       preview_every=preview_every, should_stop=should_stop)  # fmt: skip
+                       preview_every=preview_every, should_stop=should_stop,
+                       restarts=restarts)  # fmt: skip
             kernels[i] = r.kernel
             meta = r.metadata()
             if roi is None:
