@@ -126,3 +126,9 @@ def test_restarts_option(png, tmp_path):
                  "--restart-iterations", "2", *FAST]) == 0  # fmt: skip
     info = json.loads((out / "photo.json").read_text())["restarts"]
     assert info["seeds"] == [0, 1] and info["chosen_seed"] in (0, 1)
+
+
+def test_init_option(png, tmp_path):
+    out = tmp_path / "n"
+    assert main(["deblur", str(png), "-k", "5", "--out", str(out), "--init", "noblur", *FAST]) == 0
+    assert json.loads((out / "photo.json").read_text())["config"]["init"] == "noblur"

@@ -151,3 +151,25 @@ def test_restarts_continue_the_best_probe(scene, tiny_config):
     assert r.iterations_run == 20 and not r.cancelled
     with pytest.raises(InvalidInputError, match="restart_iterations"):
         deblur(scene, 5, preset=tiny_config, device="cpu", restarts=2, restart_iterations=20)
+
+
+def test_noblur_init_starts_at_the_input(scene, tiny_config):
+    import torch
+
+    from napari_selfdeblur.solver import fit
+
+    blurry = convolve_same(scene, np.full((3, 3), 1 / 9)).astype(np.float32)
+    cfg = tiny_config.replace(init="noblur", init_iterations=150)
+    start = fit(blurry, (7, 7), cfg, device=torch.device("cpu"), stop_at=0)
+    assert start.iterations_run == 0
+    print(f"no-blur start: latent vs input {psnr(start.latent, blurry):.1f} dB, "
+          f"kernel peak {start.kernel.max():.2f}")  # fmt: skip
+    assert psnr(start.latent, blurry) > 25
+    assert np.unravel_index(start.kernel.argmax(), (7, 7)) == (3, 3)
+    assert start.kernel[2:5, 2:5].sum() > 0.6  # concentrated around the centre
+    random = fit(blurry, (7, 7), tiny_config, device=torch.device("cpu"), stop_at=0)
+    assert psnr(random.latent, blurry) < psnr(start.latent, blurry) - 10
+    # And the joint phase runs from there.
+    r = deblur(blurry, 7, preset=cfg, device="cpu")
+    assert r.iterations_run == 20 and np.isfinite(r.final_loss)
+    assert r.metadata()["config"]["init"] == "noblur"

@@ -213,6 +213,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="demo")
         self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.init = ComboBox(label="initialisation", value="random",
+                             choices=[("random (paper)", "random"),
+                                      ("no-blur: start from the input", "noblur")])  # fmt: skip
         self.restarts = SpinBox(label="restarts (seeds to probe)", value=1, min=1, max=50,
                                 tooltip="probe this many seeds briefly and continue the best fit")
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
@@ -227,7 +230,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             value="refine",
         )  # fmt: skip
         self.extend([self.image, self.kernel_height, self.kernel_width, self.preset,
-                     self.iterations, self.seed, self.restarts, self.device, self.device_info,
+                     self.iterations, self.seed, self.init, self.restarts, self.device,
+                     self.device_info,
                      self.roi,
                      self.preview_every, self.stack_mode, self.run_button, self.plane_progress,
                      self.progress,
@@ -244,7 +248,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
 
     def _inputs(self) -> list:
         return [self.image, self.kernel_height, self.kernel_width, self.preset, self.iterations,
-                self.seed, self.restarts, self.device, self.roi, self.preview_every,
+                self.seed, self.init, self.restarts, self.device, self.roi, self.preview_every,
                 self.stack_mode]  # fmt: skip
 
     def _shapes_layers(self) -> list:
@@ -269,6 +273,12 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             self.device_info.value = f"runs on: {resolved}"
         except DeviceError as exc:
             self.device_info.value = f"unavailable: {exc}"
+
+    def _config(self):
+        from .api import resolve_config
+
+        cfg = resolve_config(self.preset.value, self.iterations.value or None)
+        return cfg.replace(init=self.init.value)
 
     def _roi(self, layer) -> tuple[int, int, int, int] | None:
         shapes = self.roi.value
@@ -300,7 +310,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             self._cancel = threading.Event()
             task = blind_task(
                 data, _geometry(layer), (self.kernel_height.value, self.kernel_width.value),
-                preset=self.preset.value, iterations=self.iterations.value or None,
+                preset=self._config(), iterations=None, preset_name=self.preset.value,
                 seed=self.seed.value, device=self.device.value, roi=self._roi(layer),
                 stack_mode=self.stack_mode.value, current_plane=current,
                 preview_every=self.preview_every.value, restarts=self.restarts.value,

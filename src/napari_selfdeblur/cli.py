@@ -30,6 +30,9 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
     p.add_argument("--preset", default=preset, choices=sorted(PRESETS), help="configuration")
     p.add_argument("--iterations", type=int, default=None, help="override the preset's length")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--init", choices=["random", "noblur"], default=None,
+                   help="initialisation (default: the preset's); noblur starts from the input "
+                   "and a small centred kernel")  # fmt: skip
     p.add_argument("--restarts", type=int, default=1,
                    help="probe this many seeds (seed, seed+1, ...) and continue the best fit")
     p.add_argument("--restart-iterations", type=int, default=None,
@@ -149,11 +152,13 @@ def _planes(data: np.ndarray) -> tuple[list[np.ndarray], tuple[int, ...]]:
 def _run(image: np.ndarray, args, desc: str):
     from .api import deblur, resolve_config
 
-    total = resolve_config(args.preset, args.iterations).iterations
-    bar = _Bar(total, desc, args.quiet)
+    cfg = resolve_config(args.preset, args.iterations)
+    if args.init is not None:
+        cfg = cfg.replace(init=args.init)
+    bar = _Bar(cfg.iterations, desc, args.quiet)
     try:
         return deblur(
-            image, args.kernel_size, preset=args.preset, iterations=args.iterations,
+            image, args.kernel_size, preset=cfg,
             seed=args.seed, device=args.device, callback=bar, restarts=args.restarts,
             restart_iterations=args.restart_iterations,
         )  # fmt: skip

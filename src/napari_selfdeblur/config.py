@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from .errors import InvalidInputError
 
+#: Adam learning rate of the kernel generator while it is fitted to the no-blur kernel.
+INIT_KERNEL_LR = 1e-3
+
 #: What ``device=`` accepts besides ``cuda:N`` (see ``device.resolve_device``).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -82,6 +85,13 @@ class DeblurConfig:
     tv_factor: float = 0.0
     input_noise_std: float = 1e-3  # perturbation of Gx's input, redrawn every iteration
     mode: Literal["joint", "alternating"] = "joint"
+    # Initialisation. "random": the paper's (networks start from their random weights).
+    # "noblur": first fit Gx to the blurry image (MSE on the aligned window, ``init_iterations``
+    # Adam steps at ``lr_image``) and Gk to a centred Gaussian of ``init_kernel_sigma`` px
+    # (KL divergence, the same number of steps at ``INIT_KERNEL_LR``), then optimise jointly.
+    init: Literal["random", "noblur"] = "random"
+    init_iterations: int = 500
+    init_kernel_sigma: float = 1.0
     image_net: ImageNetConfig = field(default_factory=ImageNetConfig)
     kernel_net: KernelNetConfig = field(default_factory=KernelNetConfig)
 
@@ -92,6 +102,10 @@ class DeblurConfig:
             raise InvalidInputError(f"mode must be 'joint' or 'alternating', got {self.mode!r}")
         if self.lr_image <= 0 or self.lr_kernel <= 0:
             raise InvalidInputError("learning rates must be positive")
+        if self.init not in ("random", "noblur"):
+            raise InvalidInputError(f"init must be 'random' or 'noblur', got {self.init!r}")
+        if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
+            raise InvalidInputError("init_iterations must be >= 0 and init_kernel_sigma > 0")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise InvalidInputError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
         self.image_net.validate()
@@ -114,6 +128,18 @@ class DeblurConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields that cannot affect this run.
+
+        The initialisation settings matter only with ``init="noblur"``; leaving them out otherwise
+        keeps checkpoints written before they existed valid.
+        """
+        d = self.to_dict()
+        if d["init"] == "random":
+            for key in ("init", "init_iterations", "init_kernel_sigma"):
+                d.pop(key)
+        return d
 
 
 def _paper() -> DeblurConfig:

@@ -123,8 +123,8 @@ class _Checkpoint:
     def __init__(self, path, every, y, kernel_shape, cfg, seed, noise_sigma, fixed=None):
         self.path, self.every = path, every
         digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes())
-        digest.update(json.dumps([list(kernel_shape), cfg.to_dict(), seed, float(noise_sigma)],
-                                 sort_keys=True).encode())  # fmt: skip
+        digest.update(json.dumps([list(kernel_shape), cfg.fingerprint_dict(), seed,
+                                  float(noise_sigma)], sort_keys=True).encode())  # fmt: skip
         if fixed is not None:
             digest.update(np.ascontiguousarray(fixed, dtype=np.float64).tobytes())
         self.fingerprint = digest.hexdigest()
@@ -213,6 +213,8 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         }
 
     state = ckpt.load() if ckpt is not None else None
+    if state is None and cfg.init == "noblur":
+        _noblur_init(gx, gk, zx, zk, target, cfg, kernel_shape, (h, w), should_stop)
     if state is not None:
         gx.load_state_dict(state["gx"])
         gk.load_state_dict(state["gk"])
@@ -265,7 +267,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
                     )
                 )
     if result.cancelled and (not result.history or result.history[-1][0] != result.iterations_run):
-        result.history.append((result.iterations_run, float(loss.detach())))
+        if loss is not None:
+            result.history.append((result.iterations_run, float(loss.detach())))
+    if x is None:  # stopped before the first iteration: report the starting point
+        with torch.no_grad():
+            x, k = gx(zx), (fixed if fixed is not None else gk(zk))
     if ckpt is not None:
         if result.cancelled:
             ckpt.save(snapshot())
@@ -273,6 +279,32 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
             ckpt.remove()
     result.latent, result.kernel = _outputs(x, k, (h, w), fixed is None)
     return result
+
+
+def _noblur_init(gx, gk, zx, zk, target, cfg, kernel_shape, image_shape, should_stop):
+    """Fit Gx to the blurry image and Gk to a small centred Gaussian (``init="noblur"``)."""
+    from .config import INIT_KERNEL_LR
+
+    kh, kw = kernel_shape
+    yy = torch.arange(kh, dtype=torch.float32) - kh // 2
+    xx = torch.arange(kw, dtype=torch.float32) - kw // 2
+    g = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2) / cfg.init_kernel_sigma**2)
+    k_target = (g / g.sum()).reshape(-1).to(zk.device)
+    opt_x = torch.optim.Adam(gx.parameters(), lr=cfg.lr_image)
+    opt_k = torch.optim.Adam(gk.parameters(), lr=INIT_KERNEL_LR)
+    for _ in range(cfg.init_iterations):
+        if should_stop is not None and should_stop():
+            break
+        x = crop_latent(gx(zx), kernel_shape, image_shape)
+        loss_x = F.mse_loss(x, target)
+        opt_x.zero_grad(set_to_none=True)
+        loss_x.backward()
+        opt_x.step()
+        k = gk(zk).reshape(-1)
+        loss_k = -(k_target * torch.log(k.clamp_min(1e-30))).sum()  # KL up to a constant
+        opt_k.zero_grad(set_to_none=True)
+        loss_k.backward()
+        opt_k.step()
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -175,6 +175,7 @@ def blind_task(
     preview_every: int = 0,
     refine_method: str = DEFAULT_METHOD,
     restarts: int = 1,
+    preset_name: str | None = None,
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Blind deconvolution of a layer's data; returns ``[latent layer, kernel layer]``.
@@ -266,7 +267,8 @@ def blind_task(
             "version": __version__,
             "source_layer": geometry.name,
             "kernel_size": list(kshape),
-            "preset": preset if isinstance(preset, str) else "custom",
+            "preset": preset if isinstance(preset, str) else (preset_name or "custom"),
+            "init": resolve_config(preset, iterations).init,
             "seed": seed,
             "cancelled": cancelled,
             "runtime_s": round(runtime, 3),
