@@ -75,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_method_options(r)
 
+    a = sub.add_parser("analyze", help="spectra, loss landscape or seed study (plots and CSV)")
+    a.add_argument("study", choices=["spectral", "landscape", "seeds"],
+                   help="spectral: power spectra and band errors over iterations; landscape: "
+                   "loss between the no-blur start and a converged run (line and Bezier); "
+                   "seeds: PSNR over seeds for each initialisation (needs --truth)")  # fmt: skip
+    a.add_argument("input", type=Path, help="a 2-D grey image")
+    a.add_argument("-k", "--kernel-size", required=True, help="odd kernel size: 31 or 31x25")
+    a.add_argument("--truth", type=Path, default=None, help="the sharp image, if known")
+    a.add_argument("--snapshots", type=int, nargs="+", default=None,
+                   help="spectral: iterations to record (default: 5 spread over the run)")
+    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds: seeds")
+    a.add_argument("--inits", nargs="+", default=["random", "noblur"],
+                   choices=["random", "noblur"], help="seeds: initialisations")  # fmt: skip
+    a.add_argument("--fit-steps", type=int, default=200, help="landscape: Bezier fitting steps")
+    a.add_argument("-o", "--out", type=Path, default=Path("analysis"), help="output folder")
+    _add_run_options(a, "demo")
+
     m = sub.add_parser("demo", help="deblur the built-in sample and report PSNR against the truth")
     m.add_argument("-o", "--out", type=Path, default=Path("selfdeblur-demo"), help="output folder")
     m.add_argument("--size", type=int, default=128, help="sample side in pixels (default 128)")
@@ -111,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_deblur(args)
         if args.command == "refine":
             return _cmd_refine(args)
+        if args.command == "analyze":
+            return _cmd_analyze(args)
         return _cmd_demo(args)
     except SelfDeblurError as exc:
         print(f"selfdeblur: error: {exc}", file=sys.stderr)
@@ -257,6 +276,57 @@ def _cmd_refine(args) -> int:
         write_json(sidecar, {**result.metadata(), "input": str(path), "kernel": str(args.kernel)})
         print(f"{path}: wrote {out} ({result.method}, {result.runtime_s:.2f} s)")
     return 1 if failures else 0
+
+
+def _cmd_analyze(args) -> int:
+    from . import analysis
+    from .api import resolve_config
+    from .fileio import read_image
+    from .image import Intensity, check_image
+    from .physics import parse_kernel_size
+
+    image = check_image(read_image(args.input), allow_color=False, name=str(args.input))
+    truth = read_image(args.truth) if args.truth is not None else None
+    if truth is not None and truth.shape != image.shape:
+        raise SelfDeblurError(f"--truth has shape {truth.shape}, the input {image.shape}")
+    kshape = parse_kernel_size(args.kernel_size)
+    cfg = resolve_config(args.preset, args.iterations)
+    if args.init is not None:
+        cfg = cfg.replace(init=args.init)
+    if args.study == "spectral":
+        snaps = args.snapshots or sorted({max(1, round(cfg.iterations * f))
+                                          for f in (0.05, 0.2, 0.4, 0.7, 1.0)})  # fmt: skip
+        study = analysis.spectral_study(image, kshape, snapshots=snaps, truth=truth, preset=cfg,
+                                        seed=args.seed, device=args.device)  # fmt: skip
+        paths = analysis.write_spectral(study, args.out)
+    elif args.study == "landscape":
+        from .device import resolve_device
+        from .noise import estimate_noise_sigma
+        from .solver import fit
+
+        unit = Intensity.of(image).to_unit(image)
+        dev = resolve_device(args.device)
+        sigma = estimate_noise_sigma(unit)
+        start = fit(unit, kshape, cfg.replace(init="noblur"), device=dev, seed=args.seed,
+                    noise_sigma=sigma, stop_at=0, keep_state=True)  # fmt: skip
+        print(f"no-blur start fitted; running {cfg.iterations} iterations (seed {args.seed})")
+        end = fit(unit, kshape, cfg, device=dev, seed=args.seed, noise_sigma=sigma,
+                  keep_state=True)  # fmt: skip
+        land = analysis.loss_landscape(unit, kshape, cfg, start.state, end.state, seed=args.seed,
+                                       device=str(dev), fit_steps=args.fit_steps)  # fmt: skip
+        paths = analysis.write_landscape(land, args.out, labels=("no-blur start", "converged"))
+        print(f"mean loss: straight line {land.line_mean:.4g}, Bezier curve {land.curve_mean:.4g}")
+    else:
+        if truth is None:
+            raise SelfDeblurError("the seed study needs --truth (the sharp image)")
+        rows = analysis.seed_study(image, truth, kshape, seeds=args.seeds, inits=args.inits,
+                                   preset=cfg, device=args.device)  # fmt: skip
+        paths = analysis.write_seed_study(rows, args.out)
+        for init, st in analysis.summarise_seeds(rows).items():
+            print(f"{init:>7}: mean {st['mean']:.2f} dB, std {st['std']:.2f}, worst "
+                  f"{st['worst']:.2f}, flagged {st['flagged']} of {st['runs']}")  # fmt: skip
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def _cmd_demo(args) -> int:

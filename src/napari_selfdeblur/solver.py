@@ -48,6 +48,7 @@ class FitResult:
     cancelled: bool = False
     resumed_from: int = 0  # iteration a checkpoint was resumed at (0: a fresh run)
     resumed_runtime_s: float = 0.0  # seconds the earlier, checkpointed part of the run took
+    state: dict | None = None  # {"gx": ..., "gk": ...} parameters on the CPU, with keep_state
 
     @property
     def final_loss(self) -> float:
@@ -76,6 +77,7 @@ def fit(
     checkpoint_every: int = 100,
     fixed_kernel: np.ndarray | None = None,
     stop_at: int | None = None,
+    keep_state: bool = False,
 ) -> FitResult:
     """Run SelfDeblur on ``y`` (H, W), float in [0, 1]; inputs are assumed checked.
 
@@ -94,6 +96,9 @@ def fit(
     ``stop_at``: end after that many iterations as if cancelled (the checkpoint, if any, is saved
     so the run can be continued later with the same arguments and no ``stop_at``).
 
+    ``keep_state``: return the final parameters of both networks in ``result.state`` (for
+    analysis, e.g. :mod:`napari_selfdeblur.analysis`).
+
     ``fixed_kernel`` (a PSF of ``kernel_shape``) turns the run non-blind: Gk is not used and Gx
     alone is fitted to explain ``y`` through that kernel (the reference's non-blind variant).
     """
@@ -104,7 +109,7 @@ def fit(
             return _fit(
                 y, kernel_shape, config, device, seed, noise_sigma,
                 callback, max(1, callback_every), preview_every, should_stop, ckpt, fixed_kernel,
-                stop_at,
+                stop_at, keep_state,
             )  # fmt: skip
     except Exception as exc:
         if is_out_of_memory(exc):
@@ -115,6 +120,24 @@ def fit(
                 "preset, or run on the CPU."
             ) from exc
         raise
+
+
+def build_generators(cfg: DeblurConfig, kernel_shape, image_shape, seed: int, device):
+    """Gx, Gk and their fixed inputs zx, zk for a run, all determined by the seed.
+
+    Networks and inputs are drawn on the CPU from the seed, so they are the same on every device.
+    """
+    hp, wp = latent_shape(image_shape, kernel_shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gx = ImageGenerator(cfg.image_net).to(device)
+        gk = KernelGenerator(cfg.kernel_net, kernel_shape).to(device)
+        gen = torch.Generator().manual_seed(seed)
+        zx = (torch.rand((1, cfg.image_net.input_channels, hp, wp), generator=gen)
+              * cfg.image_net.input_scale).to(device)  # fmt: skip
+        zk = (torch.rand((cfg.kernel_net.input_size,), generator=gen)
+              * cfg.kernel_net.input_scale).to(device)  # fmt: skip
+    return gx, gk, zx, zk
 
 
 class _Checkpoint:
@@ -149,19 +172,9 @@ class _Checkpoint:
 
 
 def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop,
-         ckpt=None, fixed_kernel=None, stop_at=None):  # fmt: skip
+         ckpt=None, fixed_kernel=None, stop_at=None, keep_state=False):  # fmt: skip
     h, w = y.shape
-    hp, wp = latent_shape((h, w), kernel_shape)
-    # Networks and inputs are drawn on the CPU from the seed, so they are the same on every device.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        gx = ImageGenerator(cfg.image_net).to(device)
-        gk = KernelGenerator(cfg.kernel_net, kernel_shape).to(device)
-        gen = torch.Generator().manual_seed(seed)
-        zx = (torch.rand((1, cfg.image_net.input_channels, hp, wp), generator=gen)
-              * cfg.image_net.input_scale).to(device)  # fmt: skip
-        zk = (torch.rand((cfg.kernel_net.input_size,), generator=gen)
-              * cfg.kernel_net.input_scale).to(device)  # fmt: skip
+    gx, gk, zx, zk = build_generators(cfg, kernel_shape, (h, w), seed, device)
     perturb = torch.Generator(device=device).manual_seed(seed + 1)
     target = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None].to(device)
     tv_weight = cfg.tv_factor * noise_sigma
@@ -278,6 +291,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         else:
             ckpt.remove()
     result.latent, result.kernel = _outputs(x, k, (h, w), fixed is None)
+    if keep_state:
+        result.state = {
+            name: {key: v.detach().cpu().clone() for key, v in net.state_dict().items()}
+            for name, net in (("gx", gx), ("gk", gk))
+        }
     return result
 
 
