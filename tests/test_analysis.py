@@ -91,3 +91,18 @@ def test_analyze_command_spectral_and_seeds(tmp_path, capsys):
     assert len((out / "seeds.csv").read_text().splitlines()) == 5
     assert main(["analyze", "seeds", str(tmp_path / "b.tif"), "--out", str(out), *run]) == 2
 
+
+
+def test_analyze_command_landscape(tmp_path, capsys):
+    import tifffile
+
+    blurry = convolve_same(sharp_scene((48, 48), seed=4), motion_psf(5, 0)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "b.tif", blurry)
+    out = tmp_path / "land"
+    args = ["analyze", "landscape", str(tmp_path / "b.tif"), "-k", "5", "--iterations", "4",
+            "--fit-steps", "3", "--device", "cpu", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "Bezier curve" in capsys.readouterr().out
+    rows = (out / "landscape.csv").read_text().splitlines()
+    assert rows[0] == "t,line_loss,bezier_loss" and len(rows) == 22
+    assert (out / "landscape.png").stat().st_size > 0
