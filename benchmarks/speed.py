@@ -44,6 +44,25 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
     return np.tile(img, (reps, reps))[:size, :size], source
 
 
+def parse_config(spec: str):
+    """``name[:field=value,...]`` -> a DeblurConfig (values converted to the field's type)."""
+    import dataclasses
+
+    from napari_selfdeblur.api import resolve_config
+
+    name, _, changes = spec.partition(":")
+    cfg = resolve_config(name)
+    if not changes:
+        return cfg
+    types = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    values = {}
+    for item in changes.split(","):
+        key, _, raw = item.partition("=")
+        kind = types[key]
+        values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+    return cfg.replace(**values)
+
+
 def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[float, float]:
     """Seconds per iteration and peak memory in MiB (GPU allocation on CUDA, else the RSS)."""
     import resource
@@ -60,8 +79,8 @@ def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[fl
             torch.cuda.synchronize(dev)
         stamps.append(time.perf_counter())
 
-    deblur(image, kernel_size, preset=preset, iterations=warmup + iterations, device=device,
-           callback=tick, callback_every=1)  # fmt: skip
+    deblur(image, kernel_size, preset=parse_config(preset), iterations=warmup + iterations,
+           device=device, callback=tick, callback_every=1)  # fmt: skip
     per_it = (stamps[-1] - stamps[warmup - 1]) / iterations
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
@@ -108,7 +127,7 @@ def main() -> None:
     rows = []
     first: dict[tuple[int, int], float] = {}
     mem = "peak GPU MiB" if device.startswith("cuda") else "peak RSS MiB"
-    print(f"{'preset':>8} {'size':>6} {'kernel':>6} {'s/iter':>8} {'ratio':>6} {mem:>13}"
+    print(f"{'configuration':<38} {'size':>6} {'kernel':>6} {'s/iter':>8} {'ratio':>6} {mem:>13}"
           f"  ({machine}, {torch.get_num_threads()} threads)")  # fmt: skip
     for size in args.sizes:
         source = test_image(size)[1]
@@ -118,10 +137,10 @@ def main() -> None:
                     per_it, peak = run_isolated(size, ks, preset, args.iterations, args.warmup,
                                                 args.device)  # fmt: skip
                 except Exception as exc:  # e.g. out of memory: record it and go on
-                    print(f"{preset:>8} {size:>6} {ks:>6} failed: {exc}", flush=True)
+                    print(f"{preset:<38} {size:>6} {ks:>6} failed: {exc}", flush=True)
                     continue
                 ratio = per_it / first.setdefault((size, ks), per_it)
-                print(f"{preset:>8} {size:>6} {ks:>6} {per_it:8.3f} {ratio:6.3f} {peak:13.0f}",
+                print(f"{preset:<38} {size:>6} {ks:>6} {per_it:8.3f} {ratio:6.3f} {peak:13.0f}",
                       flush=True)  # fmt: skip
                 rows.append(dict(
                     date=dt.date.today().isoformat(), version=__version__, preset=preset,

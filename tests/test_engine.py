@@ -173,3 +173,16 @@ def test_noblur_init_starts_at_the_input(scene, tiny_config):
     r = deblur(blurry, 7, preset=cfg, device="cpu")
     assert r.iterations_run == 20 and np.isfinite(r.final_loss)
     assert r.metadata()["config"]["init"] == "noblur"
+
+
+def test_execution_settings_change_results_only_at_rounding_level(scene, tiny_config):
+    base = deblur(scene, 5, preset=tiny_config.replace(iterations=8), device="cpu")
+    for change in ({"blur": "direct"}, {"channels_last": False}):
+        other = deblur(scene, 5, preset=tiny_config.replace(iterations=8, **change), device="cpu")
+        np.testing.assert_allclose(other.kernel, base.kernel, atol=1e-4)
+        np.testing.assert_allclose(other.latent, base.latent, atol=2e-3)
+    assert tiny_config.fingerprint_dict() == tiny_config.replace(
+        blur="direct", channels_last=False
+    ).fingerprint_dict()
+    assert "init" not in tiny_config.fingerprint_dict()
+    assert tiny_config.replace(init="noblur").fingerprint_dict()["init"] == "noblur"

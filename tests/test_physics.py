@@ -71,3 +71,28 @@ def test_centroid_and_shift():
     assert moved[4, 4] == 1.0 and moved.sum() == 1.0
     # Mass pushed past the border is dropped, not wrapped.
     assert shift_kernel(k, -3, 0).sum() == 0.0
+
+
+@pytest.mark.parametrize("kshape", [(5, 3), (17, 17), (31, 9)])
+def test_fft_blur_equals_direct_blur(kshape):
+    import torch
+
+    from napari_selfdeblur.physics import blur_valid, blur_valid_fft
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 41 + kshape[0] - 1, 37 + kshape[1] - 1, generator=gen,
+                   dtype=torch.float64, requires_grad=True)  # fmt: skip
+    k = torch.rand(*kshape, generator=gen, dtype=torch.float64, requires_grad=True)
+    a, b = blur_valid(x, k), blur_valid_fft(x, k)
+    assert a.shape == b.shape == (2, 1, 41, 37)
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    ga = torch.autograd.grad(a.square().sum(), (x, k))
+    gb = torch.autograd.grad(b.square().sum(), (x, k))
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9)
+
+
+def test_next_fast_len():
+    from napari_selfdeblur.physics import next_fast_len
+
+    assert [next_fast_len(n) for n in (1, 7, 11, 270, 271)] == [1, 8, 12, 270, 288]

@@ -210,7 +210,7 @@ def loss_landscape(
 
     from .device import resolve_device
     from .losses import ssim
-    from .physics import blur_valid
+    from .physics import select_blur
     from .solver import build_generators
 
     dev = resolve_device(device)
@@ -232,7 +232,7 @@ def loss_landscape(
     def loss_at(params):
         x = functional_call(gx, {n: params[f"x.{n}"] for n in names_x}, (zx,))
         k = functional_call(gk, {n: params[f"k.{n}"] for n in names_k}, (zk,))
-        pred = blur_valid(x, k)
+        pred = select_blur(config.blur)(x, k)
         if use_ssim:
             return 1 - ssim(pred, target, window=config.ssim_window, sigma=config.ssim_sigma)
         return torch.nn.functional.mse_loss(pred, target)

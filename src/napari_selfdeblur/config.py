@@ -92,6 +92,11 @@ class DeblurConfig:
     init: Literal["random", "noblur"] = "random"
     init_iterations: int = 500
     init_kernel_sigma: float = 1.0
+    # Execution settings: they change results only at the level of float rounding.
+    # blur: "fft" computes the 'valid' blur with FFTs (its cost hardly depends on the kernel
+    # size), "direct" with a convolution (the reference's way). channels_last: Gx in NHWC layout.
+    blur: Literal["fft", "direct"] = "fft"
+    channels_last: bool = True
     image_net: ImageNetConfig = field(default_factory=ImageNetConfig)
     kernel_net: KernelNetConfig = field(default_factory=KernelNetConfig)
 
@@ -102,6 +107,8 @@ class DeblurConfig:
             raise InvalidInputError(f"mode must be 'joint' or 'alternating', got {self.mode!r}")
         if self.lr_image <= 0 or self.lr_kernel <= 0:
             raise InvalidInputError("learning rates must be positive")
+        if self.blur not in ("fft", "direct"):
+            raise InvalidInputError(f"blur must be 'fft' or 'direct', got {self.blur!r}")
         if self.init not in ("random", "noblur"):
             raise InvalidInputError(f"init must be 'random' or 'noblur', got {self.init!r}")
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
@@ -130,12 +137,15 @@ class DeblurConfig:
         return dataclasses.asdict(self)
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """:meth:`to_dict` without the fields that cannot affect this run.
+        """:meth:`to_dict` without the fields that cannot affect this run beyond float rounding.
 
-        The initialisation settings matter only with ``init="noblur"``; leaving them out otherwise
-        keeps checkpoints written before they existed valid.
+        The execution settings (``blur``, ``channels_last``) are left out, and the initialisation
+        settings unless ``init="noblur"``, so checkpoints written before these fields existed stay
+        valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
+        for key in ("blur", "channels_last"):
+            d.pop(key)
         if d["init"] == "random":
             for key in ("init", "init_iterations", "init_kernel_sigma"):
                 d.pop(key)

@@ -23,7 +23,7 @@ from .device import deterministic_cudnn, is_out_of_memory
 from .errors import OutOfMemoryError
 from .losses import ssim, total_variation
 from .networks import ImageGenerator, KernelGenerator
-from .physics import blur_valid, centroid_offset, crop_latent, latent_shape, shift_kernel
+from .physics import centroid_offset, crop_latent, latent_shape, select_blur, shift_kernel
 
 
 @dataclass
@@ -175,6 +175,10 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
          ckpt=None, fixed_kernel=None, stop_at=None, keep_state=False):  # fmt: skip
     h, w = y.shape
     gx, gk, zx, zk = build_generators(cfg, kernel_shape, (h, w), seed, device)
+    if cfg.channels_last:
+        gx = gx.to(memory_format=torch.channels_last)
+        zx = zx.contiguous(memory_format=torch.channels_last)
+    blur = select_blur(cfg.blur)
     perturb = torch.Generator(device=device).manual_seed(seed + 1)
     target = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None].to(device)
     tv_weight = cfg.tv_factor * noise_sigma
@@ -198,7 +202,7 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         steppers = [make_opt(x_groups), make_opt(k_groups)]
 
     def objective(it, x, k):
-        loss = _data_loss(cfg, it, blur_valid(x, k), target)
+        loss = _data_loss(cfg, it, blur(x, k), target)
         if tv_weight > 0:
             loss = loss + tv_weight * total_variation(x)
         return loss
@@ -245,6 +249,8 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
             result.cancelled = True
             break
         z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
+        if cfg.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
         if fixed is not None:
             x, k = gx(z), fixed
             loss = objective(it, x, k)
