@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_selfdeblur import __version__, deblur
+from napari_selfdeblur.config import config_from_spec
 from napari_selfdeblur.datasets import SUBSETS, default_levin_root, levin_cases
 from napari_selfdeblur.metrics import error_ratio, kernel_similarity, levin_score
 
@@ -60,7 +61,8 @@ def save_montage(rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="paper")
+    p.add_argument("--preset", default="paper",
+                   help="a preset, optionally with fields changed: demo:init=noblur")
     p.add_argument("--subset", default="levin-8", choices=sorted(SUBSETS))
     p.add_argument("--kernel-size", default="reference", help="'reference' or an odd integer")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -108,7 +110,7 @@ def main() -> None:
                     if ckpt.exists():
                         print(f"{case.name} seed {seed}: resuming from {ckpt}")
                 start = time.perf_counter()
-                r = deblur(case.blurry.astype(np.float32), ks, preset=args.preset,
+                r = deblur(case.blurry.astype(np.float32), ks, preset=config_from_spec(args.preset),
                            iterations=args.iterations, seed=seed, device=args.device,
                            checkpoint=ckpt, checkpoint_every=args.checkpoint_every)  # fmt: skip
                 # Runtime of this process only; a resumed run adds the earlier sessions' time.

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_selfdeblur import __version__, deblur
+from napari_selfdeblur.config import config_from_spec
 from napari_selfdeblur.device import resolve_device
 
 LEVIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "levin"
@@ -44,25 +45,6 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
     return np.tile(img, (reps, reps))[:size, :size], source
 
 
-def parse_config(spec: str):
-    """``name[:field=value,...]`` -> a DeblurConfig (values converted to the field's type)."""
-    import dataclasses
-
-    from napari_selfdeblur.api import resolve_config
-
-    name, _, changes = spec.partition(":")
-    cfg = resolve_config(name)
-    if not changes:
-        return cfg
-    types = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-    values = {}
-    for item in changes.split(","):
-        key, _, raw = item.partition("=")
-        kind = types[key]
-        values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-    return cfg.replace(**values)
-
-
 def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[float, float]:
     """Seconds per iteration and peak memory in MiB (GPU allocation on CUDA, else the RSS)."""
     import resource
@@ -79,7 +61,7 @@ def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[fl
             torch.cuda.synchronize(dev)
         stamps.append(time.perf_counter())
 
-    deblur(image, kernel_size, preset=parse_config(preset), iterations=warmup + iterations,
+    deblur(image, kernel_size, preset=config_from_spec(preset), iterations=warmup + iterations,
            device=device, callback=tick, callback_every=1)  # fmt: skip
     per_it = (stamps[-1] - stamps[warmup - 1]) / iterations
     if dev.type == "cuda":

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_selfdeblur import DeviceError, InvalidInputError, OutOfMemoryError, deblur
+from napari_selfdeblur.config import get_preset
 from napari_selfdeblur.device import resolve_device
 from napari_selfdeblur.noise import estimate_noise_sigma
 
@@ -90,3 +91,15 @@ def test_noise_estimate_is_close_to_truth():
     for sigma in (0.005, 0.02, 0.05):
         est = estimate_noise_sigma(smooth + sigma * rng.standard_normal(smooth.shape))
         assert abs(est - sigma) < 0.15 * sigma
+
+
+def test_config_from_spec():
+    from napari_selfdeblur.config import config_from_spec
+
+    cfg = config_from_spec("paper:blur=direct,channels_last=false,iterations=100")
+    assert cfg.blur == "direct" and cfg.channels_last is False and cfg.iterations == 100
+    assert config_from_spec("demo") == get_preset("demo")
+    with pytest.raises(InvalidInputError, match="not a top-level setting"):
+        config_from_spec("paper:image_net=1")
+    with pytest.raises(InvalidInputError, match="blur must be"):
+        config_from_spec("paper:blur=magic")

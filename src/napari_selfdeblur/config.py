@@ -184,3 +184,28 @@ def get_preset(name: str) -> DeblurConfig:
         raise InvalidInputError(
             f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+def config_from_spec(spec: str) -> DeblurConfig:
+    """``"name[:field=value,...]"`` -> the preset with top-level fields changed.
+
+    Values are converted to the field's type (``true``/``false`` for booleans), e.g.
+    ``"paper:blur=direct,channels_last=false"`` or ``"demo:init=noblur,iterations=1200"``
+    (``iterations`` here does not rescale the schedule). Used by the benchmarks.
+    """
+    name, _, changes = spec.partition(":")
+    cfg = get_preset(name)
+    if not changes:
+        return cfg
+    kinds = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    values: dict[str, Any] = {}
+    for item in changes.split(","):
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key not in kinds or kinds[key] not in (bool, int, float, str):
+            raise InvalidInputError(f"{key!r} is not a top-level setting that can be changed")
+        kind = kinds[key]
+        values[key] = raw.strip().lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+    cfg = cfg.replace(**values)
+    cfg.validate()
+    return cfg
