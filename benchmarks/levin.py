@@ -33,6 +33,7 @@ from napari_selfdeblur.metrics import error_ratio, kernel_similarity, levin_scor
 FIELDS = [
     "name", "preset", "iterations", "seed", "kernel_size", "psnr", "ssim", "error_ratio",
     "kernel_similarity", "psnr_blurry", "runtime_s", "device", "machine", "version", "date",
+    "refine_method", "psnr_refined", "ssim_refined",
 ]  # fmt: skip
 
 
@@ -70,6 +71,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--data", type=Path, default=default_levin_root())
+    p.add_argument("--refine", default=None,
+                   help="also deconvolve the blurry image with the estimated kernel by this "
+                   "non-blind method (e.g. sparse) and score it")  # fmt: skip
     p.add_argument("--checkpoint-every", type=int, default=100,
                    help="save the optimiser state every N iterations (0: never) so that an "
                    "interrupted image resumes where it stopped")  # fmt: skip
@@ -83,6 +87,11 @@ def main() -> None:
     done = set()
     new_file = not args.out.exists() or args.out.stat().st_size == 0
     if not new_file:
+        with args.out.open() as f:
+            header = next(csv.reader(f), [])
+        if header != FIELDS:
+            raise SystemExit(f"{args.out} has other columns than this script writes; "
+                             "give another --out")  # fmt: skip
         with args.out.open() as f:
             for row in csv.DictReader(f):
                 done.add((row["name"], row["preset"], row["iterations"], row["seed"],
@@ -125,15 +134,27 @@ def main() -> None:
                     runtime_s=round(runtime, 1), device=r.device, machine=machine,
                     version=__version__, date=dt.date.today().isoformat(),
                 )  # fmt: skip
+                if args.refine:
+                    from napari_selfdeblur.refine import refine
+
+                    refined = refine(case.blurry, r.kernel, args.refine).image
+                    rscore = levin_score(refined, case.sharp)
+                    row.update(refine_method=args.refine, psnr_refined=round(rscore.psnr, 3),
+                               ssim_refined=round(rscore.ssim, 4))  # fmt: skip
                 writer.writerow(row)
                 f.flush()
                 summary.append(row)
                 montage.append((f"{case.name} s{seed}", r.latent, r.kernel))
+                extra = (f", refined by {args.refine} {row['psnr_refined']:.2f} dB"
+                         if args.refine else "")  # fmt: skip
                 print(f"{case.name} seed {seed}: PSNR {row['psnr']:.2f} dB (blurry "
                       f"{row['psnr_blurry']:.2f}), SSIM {row['ssim']:.4f}, kernel sim "
-                      f"{row['kernel_similarity']:.3f}, {runtime:.0f} s", flush=True)  # fmt: skip
+                      f"{row['kernel_similarity']:.3f}, {runtime:.0f} s{extra}",
+                      flush=True)  # fmt: skip
     if summary:
         keys = ["psnr", "ssim", "error_ratio", "kernel_similarity", "psnr_blurry", "runtime_s"]
+        if args.refine:
+            keys += ["psnr_refined", "ssim_refined"]
         print("\n" + " ".join(f"{k:>17}" for k in ["mean of " + str(len(summary)), *keys]))
         means = [np.mean([float(r[k]) for r in summary]) for k in keys]
         print(" ".join(f"{v:>17}" for v in ["", *[f"{m:.3f}" for m in means]]))
