@@ -20,6 +20,7 @@ import argparse
 import csv
 import datetime as dt
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -158,7 +159,8 @@ def main() -> None:
         print("\n" + " ".join(f"{k:>17}" for k in ["mean of " + str(len(summary)), *keys]))
         means = [np.mean([float(r[k]) for r in summary]) for k in keys]
         print(" ".join(f"{v:>17}" for v in ["", *[f"{m:.3f}" for m in means]]))
-        fig = args.out.with_suffix(f".{args.preset}.png")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.preset.replace("=", "-"))
+        fig = args.out.with_suffix(f".{safe}.png")
         save_montage(montage, fig)
         print(f"rows in {args.out}; montage in {fig}")
 
