@@ -225,3 +225,9 @@ def test_bad_images_and_parameters(asymmetric_kernel):
     for kwargs, message in cases:
         with pytest.raises(InvalidInputError, match=message):
             refine(kernel=asymmetric_kernel, **kwargs)
+
+
+def test_deep_prior_rejects_an_image_too_small_for_its_network():
+    image = sharp_scene((12, 12))
+    with pytest.raises(InvalidInputError, match="too small"):
+        refine(image, np.full((3, 3), 1 / 9), "deep-prior", preset="paper")

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from .config import DEVICE_CHOICES, PRESETS
 from .errors import SelfDeblurError
 from .refine import DEFAULT_METHOD, METHODS, Param
-from .tasks import LayerGeometry, TaskProgress, blind_task, refine_task, roi_box
+from .tasks import LayerGeometry, TaskProgress, blind_task, kernel_layer, refine_task, roi_box
 
 if TYPE_CHECKING:
     import napari
@@ -185,6 +185,12 @@ class _RunnerMixin:
         worker.start()
         return worker
 
+    def _bad_input(self, exc: Exception) -> None:
+        """Report input that was rejected before a run started; nothing runs."""
+        _notify_error(f"SelfDeblur: {exc}")
+        self.status.value = f"error: {exc}"
+        self._cancel = None
+
     def _on_errored(self, exc: BaseException) -> None:
         if isinstance(exc, SelfDeblurError | ValueError | FloatingPointError):
             _notify_error(f"SelfDeblur: {exc}")
@@ -244,7 +250,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._refresh_choices)
         self._refresh_choices()
-        self._result_names: tuple[str, str] | None = None
+        self._preview_latent: np.ndarray | None = None  # full-size array the previews fill
 
     def _inputs(self) -> list:
         return [self.image, self.kernel_height, self.kernel_width, self.preset, self.iterations,
@@ -317,13 +323,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 cancel=self._cancel,
             )  # fmt: skip
         except (SelfDeblurError, ValueError) as exc:
-            _notify_error(f"SelfDeblur: {exc}")
-            self.status.value = f"error: {exc}"
-            self._cancel = None
-            return None
+            return self._bad_input(exc)
         self.loss_plot.clear()
-        self._result_names = (f"{layer.name} latent", f"{layer.name} kernel")
-        self._preview_arrays: dict[str, np.ndarray] = {}
+        self._preview_latent = None
         self._source = layer
         return self._start(task)
 
@@ -344,23 +346,17 @@ class BlindDeblurWidget(Container, _RunnerMixin):
     def _preview(self, p: TaskProgress) -> None:
         layer = self._source
         geo = _geometry(layer)
-        latent_name, kernel_name = self._result_names
         if p.latent is not None:
-            full = self._preview_arrays.get("latent")
-            if full is None:
-                full = np.array(layer.data, copy=True)
-                self._preview_arrays["latent"] = full
+            if self._preview_latent is None:
+                self._preview_latent = np.array(layer.data, copy=True)
+            full = self._preview_latent
             full.reshape(-1, *p.latent.shape)[p.plane] = p.latent
-            _put_layer(self._viewer, full, {"name": latent_name, "scale": geo.scale,
+            _put_layer(self._viewer, full, {"name": f"{geo.name} latent", "scale": geo.scale,
                                             "translate": geo.translate, "rgb": geo.rgb,
                                             **geo.extra})  # fmt: skip
         hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
-        scale = geo.scale[-3:-1] if geo.rgb else geo.scale[-2:]
-        translate = list(geo.translate[-3:-1] if geo.rgb else geo.translate[-2:])
-        translate[-1] += (hw[1] + 4) * scale[-1]
-        _put_layer(self._viewer, p.kernel.astype(np.float32),
-                   {"name": kernel_name, "scale": scale, "translate": tuple(translate),
-                    "colormap": "magma"})  # fmt: skip
+        data, kwargs, _ = kernel_layer(p.kernel, geo, (), hw, {})
+        _put_layer(self._viewer, data, kwargs)
 
     def _on_returned(self, layers) -> None:
         for data, kwargs, _ in layers:
@@ -481,22 +477,11 @@ class RefineWidget(Container, _RunnerMixin):
         try:
             if layer is None:
                 raise SelfDeblurError("no image layer selected: add or choose an image")
-            kernel = self.kernel()
-            data = np.asarray(layer.data)
-            lead = data.shape[: data.ndim - (3 if layer.rgb else 2)]
-            if kernel.ndim != 2 and tuple(kernel.shape[:-2]) != lead:
-                raise SelfDeblurError(
-                    f"the kernel layer has shape {kernel.shape}: a kernel must be 2-D (or one "
-                    f"per plane, shape {(*lead, 'kh', 'kw')})"
-                )
             self._cancel = threading.Event()
-            task = refine_task(data, _geometry(layer), kernel, self.method.value, self.params(),
-                               cancel=self._cancel)  # fmt: skip
+            task = refine_task(np.asarray(layer.data), _geometry(layer), self.kernel(),
+                               self.method.value, self.params(), cancel=self._cancel)  # fmt: skip
         except (SelfDeblurError, ValueError) as exc:
-            _notify_error(f"SelfDeblur: {exc}")
-            self.status.value = f"error: {exc}"
-            self._cancel = None
-            return None
+            return self._bad_input(exc)
         return self._start(task)
 
     def _on_progress(self, p: TaskProgress) -> None:

@@ -84,6 +84,21 @@ def resolve_config(
     return cfg
 
 
+def check_fits_network(
+    image_shape: tuple[int, int], kernel_shape: tuple[int, int], cfg: DeblurConfig
+) -> None:
+    """Raise :class:`InvalidInputError` if the latent is too small for the U-Net's depth."""
+    from .networks import min_image_size
+
+    need = min_image_size(cfg.image_net)
+    (h, w), (kh, kw) = image_shape, kernel_shape
+    if min(latent_shape((h, w), (kh, kw))) < need:
+        raise InvalidInputError(
+            f"image {h}x{w} is too small for a {cfg.image_net.depth}-level U-Net with a "
+            f"{kh}x{kw} kernel: image + kernel - 1 must be at least {need} pixels on each side"
+        )
+
+
 def deblur(
     image: np.ndarray,
     kernel_size: int | str | tuple[int, int],
@@ -140,16 +155,7 @@ def deblur(
     h, w = arr.shape[:2]
     if kshape[0] > h or kshape[1] > w:
         raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
-    from .networks import min_image_size
-
-    need = min_image_size(cfg.image_net)
-    hp, wp = latent_shape((h, w), kshape)
-    if min(hp, wp) < need:
-        raise InvalidInputError(
-            f"image {h}x{w} is too small for a {cfg.image_net.depth}-level U-Net with a "
-            f"{kshape[0]}x{kshape[1]} kernel: image + kernel - 1 must be at least {need} pixels "
-            "on each side"
-        )
+    check_fits_network((h, w), kshape, cfg)
     dev = resolve_device(device)
 
     intensity = Intensity.of(arr)

@@ -155,19 +155,6 @@ class _Bar:
         self.bar.close()
 
 
-def _planes(data: np.ndarray) -> tuple[list[np.ndarray], tuple[int, ...]]:
-    """Split an array into 2-D grey or RGB(A) planes; returns the planes and the leading shape."""
-    color = data.shape[-1] in (3, 4) and data.ndim >= 3
-    plane_dims = 3 if color else 2
-    if data.ndim == plane_dims:
-        return [data], ()
-    if data.ndim < 2:
-        return [data], ()  # check_image reports the problem
-    lead = data.shape[: data.ndim - plane_dims]
-    flat = data.reshape(-1, *data.shape[data.ndim - plane_dims :])
-    return list(flat), lead
-
-
 def _run(image: np.ndarray, args, desc: str):
     from .api import deblur, resolve_config
 
@@ -188,6 +175,7 @@ def _run(image: np.ndarray, args, desc: str):
 def _cmd_deblur(args) -> int:
     from .fileio import read_image, write_json, write_tiff
     from .physics import parse_kernel_size
+    from .refine import split_planes
 
     parse_kernel_size(args.kernel_size)  # fail before any work on a bad size
     failures = 0
@@ -200,7 +188,7 @@ def _cmd_deblur(args) -> int:
             continue
         try:
             data = read_image(path)
-            planes, lead = _planes(data)
+            planes, lead, _ = split_planes(data)
             start = time.perf_counter()
             results = []
             for i, plane in enumerate(planes):

@@ -10,33 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-
-from .errors import InvalidInputError
 
 #: ``step(done, total)`` is called after each step of an iterative method and returns whether to
 #: stop (cancel); the methods then return their current iterate.
 StepHook = Callable[[int, int], bool]
-
-
-def check_kernel(kernel: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
-    """Validate a PSF for an image of ``image_shape`` and return it as float64 with unit sum."""
-    k = np.asarray(kernel, dtype=np.float64)
-    if k.ndim != 2:
-        raise InvalidInputError(f"kernel must be 2-D, got shape {k.shape}")
-    if not np.isfinite(k).all():
-        raise InvalidInputError("kernel contains NaN or infinite values")
-    if k.shape[0] > image_shape[0] or k.shape[1] > image_shape[1]:
-        raise InvalidInputError(
-            f"kernel {k.shape[0]}x{k.shape[1]} is larger than the image "
-            f"{image_shape[0]}x{image_shape[1]}"
-        )
-    total = k.sum()
-    if total <= 0:
-        raise InvalidInputError(f"kernel sums to {total:g}; a PSF must have a positive sum")
-    return k / total
 
 
 def psf_to_otf(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -149,20 +149,12 @@ def _run_deep_prior(planes, psf, strengths, params, step, device):
     """Refit the image generator alone with the kernel fixed, one plane at a time."""
     import torch
 
-    from .api import resolve_config
-    from .networks import min_image_size
-    from .physics import latent_shape
+    from .api import check_fits_network, resolve_config
     from .solver import fit
 
     cfg = resolve_config(params["preset"], params["iterations"]).replace(ssim_start=0)
     kernel = psf.detach().cpu().numpy()
-    h, w = planes.shape[-2:]
-    need = min_image_size(cfg.image_net)
-    if min(latent_shape((h, w), kernel.shape)) < need:
-        raise InvalidInputError(
-            f"image {h}x{w} is too small for the deep prior's {cfg.image_net.depth}-level U-Net "
-            f"with a {kernel.shape[0]}x{kernel.shape[1]} kernel (needs {need} px with the kernel)"
-        )
+    check_fits_network(tuple(planes.shape[-2:]), kernel.shape, cfg)
     outs = []
     n = planes.shape[0]
     total = n * cfg.iterations
@@ -320,6 +312,30 @@ def split_layout(shape: tuple[int, ...], rgb: bool | None) -> tuple[bool, tuple[
     return False, tuple(shape[:-2])
 
 
+def split_planes(
+    image: np.ndarray, rgb: bool | None = None
+) -> tuple[np.ndarray, tuple[int, ...], bool]:
+    """An image or stack as (N, H, W) or (N, H, W, C) planes, its stack shape, and the RGB flag."""
+    arr = np.asarray(image)
+    is_rgb, lead = split_layout(arr.shape, rgb)
+    n = int(np.prod(lead)) if lead else 1
+    return arr.reshape((n, *arr.shape[len(lead) :])), lead, is_rgb
+
+
+def prepare_kernels(kernel: np.ndarray, stack_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """One checked PSF (a 2-D kernel) or one per plane (shape ``(*stack_shape, kh, kw)``)."""
+    kern = np.asarray(kernel)
+    if kern.ndim == 2:
+        return [prepare_kernel(kern)]
+    if kern.ndim >= 3 and tuple(kern.shape[:-2]) == tuple(stack_shape):
+        flat = kern.reshape((-1, *kern.shape[-2:]))
+        return [prepare_kernel(k, f"kernel of plane {i}") for i, k in enumerate(flat)]
+    raise InvalidInputError(
+        f"kernel shape {kern.shape} does not fit an image with stack shape {tuple(stack_shape)}: "
+        f"give one 2-D kernel or one per plane, shape {(*stack_shape, 'kh', 'kw')}"
+    )
+
+
 def _is_blank(plane: np.ndarray, is_rgb: bool) -> bool:
     values = plane[..., :3] if is_rgb else plane
     return values.size > 0 and bool(np.all(values == values.flat[0]))
@@ -417,23 +433,11 @@ def refine(
     spec = get_method(method)
     values = spec.resolve(params)
     arr = np.asarray(image)
-    is_rgb, stack_shape = split_layout(arr.shape, rgb)
-    n_planes = int(np.prod(stack_shape)) if stack_shape else 1
-    plane_shape = arr.shape[len(stack_shape) :]
-    planes = arr.reshape((n_planes, *plane_shape))
+    planes, stack_shape, is_rgb = split_planes(arr, rgb)
+    n_planes = planes.shape[0]
+    plane_shape = planes.shape[1:]
     h, w = plane_shape[:2]
-
-    kern = np.asarray(kernel)
-    if kern.ndim == 2:
-        kernels = [prepare_kernel(kern)]
-    elif kern.ndim >= 3 and tuple(kern.shape[:-2]) == stack_shape:
-        flat = kern.reshape((n_planes, *kern.shape[-2:]))
-        kernels = [prepare_kernel(k, f"kernel of plane {i}") for i, k in enumerate(flat)]
-    else:
-        raise InvalidInputError(
-            f"kernel shape {kern.shape} does not fit the image {arr.shape}: give one 2-D kernel "
-            f"or one per plane, shape {(*stack_shape, 'kh', 'kw')}"
-        )
+    kernels = prepare_kernels(kernel, stack_shape)
     kh, kw = kernels[0].shape
     if kh > h or kw > w:
         raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")

@@ -251,12 +251,8 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
         if cfg.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
-        if fixed is not None:
-            x, k = gx(z), fixed
-            loss = objective(it, x, k)
-            step(*steppers[0], loss)
-        elif cfg.mode == "joint":
-            x, k = gx(z), gk(zk)
+        if fixed is not None or cfg.mode == "joint":
+            x, k = gx(z), (fixed if fixed is not None else gk(zk))
             loss = objective(it, x, k)
             step(*steppers[0], loss)
         else:
@@ -285,9 +281,9 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
                         *(_outputs(x, k, (h, w), fixed is None) if show else (None, None)),
                     )
                 )
-    if result.cancelled and (not result.history or result.history[-1][0] != result.iterations_run):
-        if loss is not None:
-            result.history.append((result.iterations_run, float(loss.detach())))
+    last_logged = result.history[-1][0] if result.history else None
+    if result.cancelled and loss is not None and last_logged != result.iterations_run:
+        result.history.append((result.iterations_run, float(loss.detach())))
     if x is None:  # stopped before the first iteration: report the starting point
         with torch.no_grad():
             x, k = gx(zx), (fixed if fixed is not None else gk(zk))

@@ -28,7 +28,7 @@ import numpy as np
 from . import __version__
 from .errors import InvalidInputError
 from .image import Intensity
-from .refine import DEFAULT_METHOD, split_layout
+from .refine import DEFAULT_METHOD, prepare_kernels, split_planes
 
 LayerTuple = tuple[np.ndarray, dict[str, Any], str]
 STACK_MODES = ("per-plane", "refine")
@@ -118,9 +118,17 @@ def roi_box(
     The box is clipped to the image; a rectangle entirely outside it is an error.
     """
     pts = np.asarray(corners, dtype=np.float64).reshape(-1, 2)
-    h, w = image_shape
     y0, x0 = np.floor(pts.min(0)).astype(int)
     y1, x1 = np.ceil(pts.max(0)).astype(int)
+    return clip_box((int(y0), int(y1), int(x0), int(x1)), image_shape)
+
+
+def clip_box(
+    box: tuple[int, int, int, int], image_shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A pixel box (y0, y1, x0, x1), end exclusive, clipped to the image and checked."""
+    y0, y1, x0, x1 = (int(v) for v in box)
+    h, w = image_shape
     if y1 <= 0 or x1 <= 0 or y0 >= h or x0 >= w:
         raise InvalidInputError(
             f"the region of interest (rows {y0}..{y1}, columns {x0}..{x1}) is outside the "
@@ -131,21 +139,22 @@ def roi_box(
         raise InvalidInputError(
             f"the region of interest is only {y1 - y0}x{x1 - x0} pixels inside the image"
         )
-    return int(y0), int(y1), int(x0), int(x1)
+    return y0, y1, x0, x1
 
 
 def _planes(data: np.ndarray, rgb: bool) -> tuple[np.ndarray, tuple[int, ...]]:
-    arr = np.asarray(data)
-    if arr.size == 0:
-        raise InvalidInputError(f"the image layer is empty (shape {arr.shape})")
-    _, lead = split_layout(arr.shape, rgb)
-    n = int(np.prod(lead)) if lead else 1
-    return arr.reshape((n, *arr.shape[len(lead) :])), lead
+    if np.size(data) == 0:
+        raise InvalidInputError(f"the image layer is empty (shape {np.shape(data)})")
+    planes, lead, _ = split_planes(data, rgb)
+    return planes, lead
 
 
-def _kernel_layer(kernels: np.ndarray, geo: LayerGeometry, lead: Sequence[int], image_hw,
-                  meta: dict[str, Any]) -> LayerTuple:  # fmt: skip
-    """The kernel as a layer placed just right of the image, at the image's pixel size."""
+def kernel_layer(kernels: np.ndarray, geo: LayerGeometry, lead: Sequence[int], image_hw,
+                 meta: dict[str, Any]) -> LayerTuple:  # fmt: skip
+    """The kernel as a layer placed just right of the image, at the image's pixel size.
+
+    ``lead`` is the stack shape of a kernel per plane, ``()`` for one 2-D kernel.
+    """
     nlead = len(lead)
     scale = tuple(geo.scale[:nlead]) + tuple(geo.scale[-2:] if not geo.rgb else geo.scale[-3:-1])
     translate = list(geo.translate[:nlead]) + list(
@@ -191,13 +200,13 @@ def blind_task(
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
     planes, lead = _planes(data, geometry.rgb)
     kshape = parse_kernel_size(kernel_size)
-    total_iters = resolve_config(preset, iterations).iterations
+    cfg = resolve_config(preset, iterations)
     n = planes.shape[0]
     h, w = planes.shape[1:3]
     if kshape[0] > h or kshape[1] > w:
         raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
     if roi is not None:
-        roi = roi_box(np.array([[roi[0], roi[2]], [roi[1] - 1e-9, roi[3] - 1e-9]]), (h, w))
+        roi = clip_box(roi, (h, w))
     if not 0 <= current_plane < n:
         raise InvalidInputError(f"current plane {current_plane} is outside 0..{n - 1}")
     blind_planes = list(range(n)) if stack_mode == "per-plane" else [current_plane]
@@ -223,10 +232,9 @@ def blind_task(
                 emit(TaskProgress(i, n, p.iteration, p.total, p.loss, "blind", preview,
                                   p.kernel))  # fmt: skip
 
-            r = deblur(crop, kshape, preset=preset, iterations=iterations, seed=seed,
-                       device=device, callback=callback, callback_every=max(1, total_iters // 200),
-                       preview_every=preview_every, should_stop=should_stop,
-                       restarts=restarts)  # fmt: skip
+            r = deblur(crop, kshape, preset=cfg, seed=seed, device=device, callback=callback,
+                       callback_every=max(1, cfg.iterations // 200), preview_every=preview_every,
+                       should_stop=should_stop, restarts=restarts)  # fmt: skip
             kernels[i] = r.kernel
             meta = r.metadata()
             if roi is None:
@@ -268,7 +276,7 @@ def blind_task(
             "source_layer": geometry.name,
             "kernel_size": list(kshape),
             "preset": preset if isinstance(preset, str) else (preset_name or "custom"),
-            "init": resolve_config(preset, iterations).init,
+            "init": cfg.init,
             "seed": seed,
             "cancelled": cancelled,
             "runtime_s": round(runtime, 3),
@@ -290,7 +298,7 @@ def blind_task(
             "image",
         )  # fmt: skip
         klead = lead if stack_mode == "per-plane" else ()
-        return [latent_layer, _kernel_layer(kernel_out, geometry, klead, (h, w), meta)]
+        return [latent_layer, kernel_layer(kernel_out, geometry, klead, (h, w), meta)]
 
     return _drive(work, cancel)
 
@@ -306,11 +314,11 @@ def refine_task(
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Non-blind deconvolution of a layer's data; returns ``[refined layer]``."""
-    from .refine import prepare_kernel, refine
+    from .refine import refine
 
-    n = _planes(data, geometry.rgb)[0].shape[0]
-    if np.ndim(kernel) == 2:
-        prepare_kernel(kernel)  # report a bad kernel now, before any work is queued
+    planes, lead = _planes(data, geometry.rgb)
+    n = planes.shape[0]
+    prepare_kernels(kernel, lead)  # report a bad kernel now, before any work is queued
 
     def work(emit, should_stop):
         def on_progress(p):
