@@ -51,6 +51,12 @@ def test_tiff_stack_is_processed_plane_by_plane(tmp_path, scene):
     assert tifffile.imread(tmp_path / "stack_kernel.tif").shape == (3, 5, 5)
     meta = json.loads((tmp_path / "stack.json").read_text())
     assert meta["planes"] == 3 and len(meta["final_loss"]) == 3
+    assert "batched_planes" not in meta  # one after another on the CPU by default
+    batched = tmp_path / "batched"
+    assert main(["deblur", str(path), "-k", "5", "--out", str(batched), "--batch", "2", *FAST]) == 0
+    meta = json.loads((batched / "stack.json").read_text())
+    assert meta["batched_planes"] == 2 and len(meta["final_loss"]) == 3
+    assert tifffile.imread(batched / "stack_latent.tif").shape == stack.shape
 
 
 def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, png, capsys):

@@ -81,6 +81,7 @@ def test_cancel_keeps_the_best_result_so_far(viewer, qtbot):
     widget = BlindDeblurWidget(viewer)
     widget.image.value = layer
     widget.kernel_height.value = widget.kernel_width.value = 5
+    widget.preset.value = "demo"  # no coarse levels: the cancel lands in the full-size run
     widget.iterations.value = 100000
     widget.run()
     qtbot.waitUntil(lambda: "iteration" in widget.status.value, timeout=TIMEOUT_MS)

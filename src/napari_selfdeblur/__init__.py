@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "deblur": ".api",
+    "deblur_stack": ".api",
     "DeblurResult": ".api",
     "DeblurConfig": ".config",
     "ImageNetConfig": ".config",
@@ -40,6 +41,7 @@ _LAZY = {
 __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
     "__version__",
     "deblur",
+    "deblur_stack",
     "DeblurResult",
     "DeblurConfig",
     "ImageNetConfig",
@@ -59,7 +61,7 @@ __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
 ]
 
 if TYPE_CHECKING:
-    from .api import DeblurResult, deblur
+    from .api import DeblurResult, deblur, deblur_stack
     from .config import PRESETS, DeblurConfig, ImageNetConfig, KernelNetConfig, get_preset
     from .errors import DeviceError, InvalidInputError, OutOfMemoryError, SelfDeblurError
     from .noise import estimate_noise_sigma

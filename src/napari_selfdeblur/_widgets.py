@@ -216,7 +216,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         viewer = napari_viewer
         self.kernel_height = SpinBox(label="kernel height", value=31, min=3, max=255, step=2)
         self.kernel_width = SpinBox(label="kernel width", value=31, min=3, max=255, step=2)
-        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="demo")
+        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="fast")
         self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.init = ComboBox(label="initialisation", value="random",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,18 @@ def check_fits_network(
         )
 
 
+def check_kernel_size(
+    image_shape: tuple[int, int], kernel_size: int | str | tuple[int, int], cfg: DeblurConfig
+) -> tuple[int, int]:
+    """Parse a kernel size and check it against the image and the network; (kh, kw)."""
+    kshape = parse_kernel_size(kernel_size)
+    h, w = image_shape
+    if kshape[0] > h or kshape[1] > w:
+        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
+    check_fits_network((h, w), kshape, cfg)
+    return kshape
+
+
 def deblur(
     image: np.ndarray,
     kernel_size: int | str | tuple[int, int],
@@ -151,22 +163,10 @@ def deblur(
 
     arr = check_image(image)
     cfg = resolve_config(preset, iterations)
-    kshape = parse_kernel_size(kernel_size)
-    h, w = arr.shape[:2]
-    if kshape[0] > h or kshape[1] > w:
-        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
-    check_fits_network((h, w), kshape, cfg)
+    kshape = check_kernel_size(arr.shape[:2], kernel_size, cfg)
     dev = resolve_device(device)
 
-    intensity = Intensity.of(arr)
-    color = arr.ndim == 3
-    unit = intensity.to_unit(arr)
-    if color:
-        ycc = rgb_to_ycbcr(unit[..., :3].astype(np.float64))
-        grey = np.clip(ycc[..., 0], 0, 1).astype(np.float32)
-    else:
-        grey = unit
-    sigma_unit = estimate_noise_sigma(grey)
+    prep = _prepare(arr)
 
     restarts = int(restarts)
     if restarts < 1:
@@ -175,31 +175,61 @@ def deblur(
         raise InvalidInputError("restarts and checkpoint cannot be combined")
     start = time.perf_counter()
     common = dict(
-        device=dev, noise_sigma=sigma_unit, callback=callback, callback_every=callback_every,
+        device=dev, noise_sigma=prep.sigma, callback=callback, callback_every=callback_every,
         preview_every=preview_every, should_stop=should_stop,
     )  # fmt: skip
     extra: dict[str, Any] = {}
     if restarts > 1:
         raw, seed, extra["restarts"] = _with_restarts(
-            grey, kshape, cfg, seed, restarts, restart_iterations, common
+            prep.grey, kshape, cfg, seed, restarts, restart_iterations, common
         )
     else:
-        raw = fit(grey, kshape, cfg, seed=seed, checkpoint=checkpoint,
+        raw = fit(prep.grey, kshape, cfg, seed=seed, checkpoint=checkpoint,
                   checkpoint_every=checkpoint_every, **common)  # fmt: skip
-    if color:
-        latent_unit = _color_latent(raw.latent, raw.kernel, ycc, unit, sigma_unit)
+    result = _finish(prep, raw, cfg, seed, dev, time.perf_counter() - start, extra)
+    if raw.resumed_from and restarts == 1:
+        result.extra.update(resumed_from_iteration=raw.resumed_from,
+                            resumed_runtime_s=round(raw.resumed_runtime_s, 3))  # fmt: skip
+    return result
+
+
+@dataclass
+class _Prepared:
+    """One checked image mapped to [0, 1]; ``grey`` (float32) is what the engine fits."""
+
+    intensity: Intensity
+    unit: np.ndarray
+    grey: np.ndarray
+    ycc: np.ndarray | None  # YCbCr of a colour image
+    sigma: float  # noise estimate of ``grey``, in [0, 1] units
+
+
+def _prepare(arr: np.ndarray) -> _Prepared:
+    intensity = Intensity.of(arr)
+    unit = intensity.to_unit(arr)
+    ycc = None
+    if arr.ndim == 3:
+        ycc = rgb_to_ycbcr(unit[..., :3].astype(np.float64))
+        grey = np.clip(ycc[..., 0], 0, 1).astype(np.float32)
+    else:
+        grey = unit
+    return _Prepared(intensity, unit, grey, ycc, estimate_noise_sigma(grey))
+
+
+def _finish(prep: _Prepared, raw, cfg, seed, dev, runtime, extra) -> DeblurResult:
+    """The :class:`DeblurResult` of a fit: colour recombined, input range, failure checks."""
+    if prep.ycc is not None:
+        latent_unit = _color_latent(raw.latent, raw.kernel, prep.ycc, prep.unit, prep.sigma)
     else:
         latent_unit = raw.latent
-    runtime = time.perf_counter() - start
-    latent = intensity.from_unit(latent_unit)
     diagnosis = diagnose(
-        unit, latent_unit, raw.kernel, raw.history, completed=not raw.cancelled,
+        prep.unit, latent_unit, raw.kernel, raw.history, completed=not raw.cancelled,
         loss_switch=cfg.ssim_start,
     )  # fmt: skip
-    result = DeblurResult(
-        latent=latent,
+    return DeblurResult(
+        latent=prep.intensity.from_unit(latent_unit),
         kernel=raw.kernel.astype(np.float32),
-        noise_sigma=sigma_unit * intensity.scale,
+        noise_sigma=prep.sigma * prep.intensity.scale,
         history=raw.history,
         config=cfg,
         seed=seed,
@@ -210,10 +240,80 @@ def deblur(
         diagnosis=diagnosis,
         extra=extra,
     )
-    if raw.resumed_from and restarts == 1:
-        result.extra.update(resumed_from_iteration=raw.resumed_from,
-                            resumed_runtime_s=round(raw.resumed_runtime_s, 3))  # fmt: skip
-    return result
+
+
+def deblur_stack(
+    planes,
+    kernel_size: int | str | tuple[int, int],
+    *,
+    preset: str | DeblurConfig = "paper",
+    iterations: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    callback: Callable[[Progress], None] | None = None,
+    callback_every: int = 10,
+    should_stop: Callable[[], bool] | None = None,
+    preview_every: int = 0,
+    restarts: int = 1,
+    restart_iterations: int | None = None,
+    batch_size: int | None = None,
+) -> list[DeblurResult]:
+    """Blind deconvolution of every plane of a stack, each with its own kernel.
+
+    ``planes``: a sequence of equally shaped images, or an array whose first axis indexes them
+    (each (H, W) or (H, W, 3|4), as for :func:`deblur`). Every plane is deblurred as
+    :func:`deblur` would with the same seed. With ``batch_size`` B > 1 (default: 8 on CUDA,
+    1 elsewhere) up to B planes are optimised at once (:mod:`napari_selfdeblur.batched`; results
+    equal plane-by-plane runs up to float rounding), when the configuration allows it
+    (:func:`napari_selfdeblur.batched.can_batch`) and ``restarts`` is 1; batched runs send no
+    previews. ``Progress.planes`` says which planes a callback is about. When ``should_stop``
+    ends the run, the planes being fitted return their current result with ``cancelled=True``
+    and the planes not started are left out.
+    """
+    from .batched import can_batch, fit_planes
+    from .device import resolve_device
+
+    arrs = [check_image(p) for p in planes]
+    if not arrs:
+        raise InvalidInputError("the stack has no planes")
+    if len({a.shape for a in arrs}) > 1:
+        raise InvalidInputError("all planes of a stack must have the same shape")
+    cfg = resolve_config(preset, iterations)
+    dev = resolve_device(device)
+    if batch_size is None:
+        batch_size = 8 if dev.type == "cuda" else 1
+    if int(batch_size) < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(arrs)
+    if batch_size == 1 or n == 1 or restarts != 1 or not can_batch(cfg):
+        out = []
+        for i, a in enumerate(arrs):
+            cb = None if callback is None else (lambda p, i=i: callback(replace(p, planes=(i,))))
+            r = deblur(a, kernel_size, preset=cfg, seed=seed, device=device, callback=cb,
+                       callback_every=callback_every, should_stop=should_stop,
+                       preview_every=preview_every, restarts=restarts,
+                       restart_iterations=restart_iterations)  # fmt: skip
+            out.append(r)
+            if r.cancelled:
+                break
+        return out
+    kshape = check_kernel_size(arrs[0].shape[:2], kernel_size, cfg)
+    out = []
+    for first in range(0, n, batch_size):
+        idx = tuple(range(first, min(n, first + batch_size)))
+        preps = [_prepare(arrs[i]) for i in idx]
+        cb = None if callback is None else (lambda p, idx=idx: callback(replace(p, planes=idx)))
+        start = time.perf_counter()
+        raws = fit_planes(
+            np.stack([p.grey for p in preps]), kshape, cfg, device=dev, seed=seed, callback=cb,
+            callback_every=callback_every, should_stop=should_stop,
+        )  # fmt: skip
+        runtime = (time.perf_counter() - start) / len(idx)  # the batch's time, shared
+        for prep, raw in zip(preps, raws, strict=True):
+            out.append(_finish(prep, raw, cfg, seed, dev, runtime, {"batched_planes": len(idx)}))
+        if raws[0].cancelled:
+            break
+    return out
 
 
 def _with_restarts(grey, kshape, cfg, seed, restarts, probe, common):

@@ -33,8 +33,12 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
     p.add_argument("--init", choices=["random", "noblur"], default=None,
                    help="initialisation (default: the preset's); noblur starts from the input "
                    "and a small centred kernel")  # fmt: skip
-    p.add_argument("--restarts", type=int, default=1,
-                   help="probe this many seeds (seed, seed+1, ...) and continue the best fit")
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="probe this many seeds (seed, seed+1, ...) and continue the best fit",
+    )
     p.add_argument("--restart-iterations", type=int, default=None,
                    help="length of each probe (default: a tenth of the run)")  # fmt: skip
     p.add_argument(
@@ -57,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    d.add_argument("--batch", type=int, default=None,
+                   help="planes fitted at once (default: 8 on CUDA, 1 elsewhere)")  # fmt: skip
     _add_run_options(d, "paper")
 
     r = sub.add_parser(
@@ -83,8 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("input", type=Path, help="a 2-D grey image")
     a.add_argument("-k", "--kernel-size", required=True, help="odd kernel size: 31 or 31x25")
     a.add_argument("--truth", type=Path, default=None, help="the sharp image, if known")
-    a.add_argument("--snapshots", type=int, nargs="+", default=None,
-                   help="spectral: iterations to record (default: 5 spread over the run)")
+    a.add_argument(
+        "--snapshots",
+        type=int,
+        nargs="+",
+        default=None,
+        help="spectral: iterations to record (default: 5 spread over the run)",
+    )
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds: seeds")
     a.add_argument("--inits", nargs="+", default=["random", "noblur"],
                    choices=["random", "noblur"], help="seeds: initialisations")  # fmt: skip
@@ -140,14 +151,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Bar:
-    """tqdm progress bar fed by the engine's callback."""
+    """tqdm progress bar fed by the engine's callback; restarts for each plane (or batch)."""
 
-    def __init__(self, total: int, desc: str, quiet: bool):
+    def __init__(self, desc: str, quiet: bool, planes: int = 1):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="it", disable=quiet, leave=False)
+        self.desc, self.planes, self.current = desc, planes, None
+        self.bar = tqdm(desc=desc, unit="it", disable=quiet, leave=False)
 
     def __call__(self, p) -> None:
+        if p.planes != self.current:
+            self.current = p.planes
+            self.bar.reset(total=p.total)
+            if self.planes > 1 and p.planes:
+                span = f"{p.planes[0] + 1}" + (f"-{p.planes[-1] + 1}" if len(p.planes) > 1 else "")
+                self.bar.set_description(f"{self.desc} [{span}/{self.planes}]")
+        if p.total != self.bar.total:  # coarse-to-fine runs count their coarse levels too
+            self.bar.total = p.total
         self.bar.update(p.iteration - self.bar.n)
         self.bar.set_postfix(loss=f"{p.loss:.4g}", refresh=False)
 
@@ -155,18 +175,19 @@ class _Bar:
         self.bar.close()
 
 
-def _run(image: np.ndarray, args, desc: str):
-    from .api import deblur, resolve_config
+def _run(planes: list[np.ndarray], args, desc: str):
+    """Blind deconvolution of each plane (batched on CUDA); one result per plane."""
+    from .api import deblur_stack, resolve_config
 
     cfg = resolve_config(args.preset, args.iterations)
     if args.init is not None:
         cfg = cfg.replace(init=args.init)
-    bar = _Bar(cfg.iterations, desc, args.quiet)
+    bar = _Bar(desc, args.quiet, len(planes))
     try:
-        return deblur(
-            image, args.kernel_size, preset=cfg,
-            seed=args.seed, device=args.device, callback=bar, restarts=args.restarts,
-            restart_iterations=args.restart_iterations,
+        return deblur_stack(
+            planes, args.kernel_size, preset=cfg, seed=args.seed, device=args.device,
+            callback=bar, restarts=args.restarts, restart_iterations=args.restart_iterations,
+            batch_size=getattr(args, "batch", None),
         )  # fmt: skip
     finally:
         bar.close()
@@ -190,10 +211,7 @@ def _cmd_deblur(args) -> int:
             data = read_image(path)
             planes, lead, _ = split_planes(data)
             start = time.perf_counter()
-            results = []
-            for i, plane in enumerate(planes):
-                desc = f"{path.name}" + (f" [{i + 1}/{len(planes)}]" if lead else "")
-                results.append(_run(plane, args, desc))
+            results = _run(list(planes), args, path.name)
         except SelfDeblurError as exc:
             print(f"selfdeblur: error: {path}: {exc}", file=sys.stderr)
             failures += 1
@@ -329,7 +347,7 @@ def _cmd_demo(args) -> int:
         f"{sample.kernel.shape[0]}x{sample.kernel.shape[1]} camera-shake kernel; "
         f"preset {args.preset!r}, kernel size {args.kernel_size}"
     )
-    result = _run(sample.blurry.astype(np.float32), args, "demo")
+    (result,) = _run([sample.blurry.astype(np.float32)], args, "demo")
     p_blur, p_lat = psnr(sample.blurry, sample.sharp), psnr(result.latent, sample.sharp)
     sim = kernel_similarity(result.kernel, sample.kernel)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,14 @@ class DeblurConfig:
     init: Literal["random", "noblur"] = "random"
     init_iterations: int = 500
     init_kernel_sigma: float = 1.0
+    # Coarse-to-fine. With ``coarse_levels`` = L > 0 the problem is first solved at scales
+    # 2^-L, ..., 1/2 (image resampled with antialiasing, kernel extent scaled, ``coarse_iterations``
+    # each, the schedule's proportions kept); each finer level starts from the previous one's
+    # result: Gk is fitted to the upsampled kernel and, with ``warm_image``, Gx to the upsampled
+    # latent (``init_iterations`` steps, as for "noblur"). ``init`` applies to the coarsest level.
+    coarse_levels: int = 0
+    coarse_iterations: int = 1000
+    warm_image: bool = True
     # Execution settings: they change results only at the level of float rounding.
     # blur: "fft" computes the 'valid' blur with FFTs (its cost hardly depends on the kernel
     # size), "direct" with a convolution (the reference's way). channels_last: Gx in NHWC layout.
@@ -113,6 +121,8 @@ class DeblurConfig:
             raise InvalidInputError(f"init must be 'random' or 'noblur', got {self.init!r}")
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
             raise InvalidInputError("init_iterations must be >= 0 and init_kernel_sigma > 0")
+        if self.coarse_levels < 0 or self.coarse_iterations < 1:
+            raise InvalidInputError("coarse_levels must be >= 0 and coarse_iterations >= 1")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise InvalidInputError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
         self.image_net.validate()
@@ -122,7 +132,8 @@ class DeblurConfig:
         return dataclasses.replace(self, **changes)
 
     def with_iterations(self, iterations: int) -> DeblurConfig:
-        """Return a copy run for ``iterations``, its schedule scaled to keep its proportions."""
+        """Return a copy run for ``iterations``, its schedule (and the length of its coarse
+        levels) scaled to keep its proportions."""
         if iterations == self.iterations:
             return self
         ratio = iterations / self.iterations
@@ -131,6 +142,7 @@ class DeblurConfig:
             iterations=iterations,
             lr_milestones=tuple(max(1, round(m * ratio)) for m in self.lr_milestones),
             ssim_start=round(self.ssim_start * ratio),
+            coarse_iterations=max(1, round(self.coarse_iterations * ratio)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,14 +152,20 @@ class DeblurConfig:
         """:meth:`to_dict` without the fields that cannot affect this run beyond float rounding.
 
         The execution settings (``blur``, ``channels_last``) are left out, and the initialisation
-        settings unless ``init="noblur"``, so checkpoints written before these fields existed stay
+        settings unless ``init="noblur"`` and the coarse-to-fine ones unless ``coarse_levels`` > 0,
+        so checkpoints written before these fields existed stay
         valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
         for key in ("blur", "channels_last"):
             d.pop(key)
         if d["init"] == "random":
-            for key in ("init", "init_iterations", "init_kernel_sigma"):
+            d.pop("init")
+            d.pop("init_kernel_sigma")
+            if d["coarse_levels"] == 0:
+                d.pop("init_iterations")
+        if d["coarse_levels"] == 0:
+            for key in ("coarse_levels", "coarse_iterations", "warm_image"):
                 d.pop(key)
         return d
 
@@ -173,7 +191,15 @@ def _demo() -> DeblurConfig:
     )
 
 
-PRESETS = {"paper": _paper, "demo": _demo}
+def _fast() -> DeblurConfig:
+    # Practical on a laptop CPU (a few minutes for 255x255), designed on photographs that are not
+    # the benchmark (benchmarks/fast_design.py): the demo's U-Net solved coarse-to-fine, 1000
+    # iterations at 1/4 and at 1/2 scale, both generators warm-started at each finer level
+    # (200 steps), then the demo's 600 iterations at full size.
+    return _demo().replace(coarse_levels=2, coarse_iterations=1000, init_iterations=200)
+
+
+PRESETS = {"paper": _paper, "demo": _demo, "fast": _fast}
 
 
 def get_preset(name: str) -> DeblurConfig:

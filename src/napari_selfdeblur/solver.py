@@ -30,11 +30,13 @@ from .physics import centroid_offset, crop_latent, latent_shape, select_blur, sh
 class Progress:
     """What a callback receives. ``latent`` (H, W) and ``kernel`` (kh, kw) only on preview steps."""
 
-    iteration: int  # iterations completed, 1-based
-    total: int
+    iteration: int  # iterations completed over all levels, 1-based
+    total: int  # iterations over all levels (coarse ones first)
     loss: float
     latent: np.ndarray | None = None
     kernel: np.ndarray | None = None
+    stage: str = ""  # "" at full resolution, "coarse i/L" on a coarse level (no previews there)
+    planes: tuple[int, ...] = ()  # set by api.deblur_stack: the planes this progress is about
 
 
 @dataclass
@@ -104,12 +106,26 @@ def fit(
     """
     ckpt = _Checkpoint(Path(checkpoint), max(1, checkpoint_every), y, kernel_shape, config, seed,
                        noise_sigma, fixed_kernel) if checkpoint is not None else None  # fmt: skip
+    every = max(1, callback_every)
     try:
         with deterministic_cudnn():
+            state = ckpt.load() if ckpt is not None else None
+            levels = coarse_levels(y.shape, kernel_shape, config) if fixed_kernel is None else []
+            warm, offset = None, 0
+            total = len(levels) * config.coarse_iterations + config.iterations
+            if levels and state is None:  # a checkpoint is past the coarse levels
+                warm, coarse = _coarse_to_fine(
+                    y, kernel_shape, levels, config, device, seed, noise_sigma, callback, every,
+                    should_stop, total,
+                )  # fmt: skip
+                if coarse.cancelled:
+                    return coarse
+            if levels:
+                offset = len(levels) * config.coarse_iterations
             return _fit(
                 y, kernel_shape, config, device, seed, noise_sigma,
-                callback, max(1, callback_every), preview_every, should_stop, ckpt, fixed_kernel,
-                stop_at, keep_state,
+                callback, every, preview_every, should_stop, ckpt, fixed_kernel,
+                stop_at, keep_state, state=state, warm=warm, offset=offset, total=total,
             )  # fmt: skip
     except Exception as exc:
         if is_out_of_memory(exc):
@@ -171,9 +187,71 @@ class _Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+def coarse_levels(image_shape, kernel_shape, cfg: DeblurConfig):
+    """(image shape, kernel shape) of each coarse level of a run, coarsest first.
+
+    Level i of L has scale 2^-(L - i); its kernel extent (size - 1) is scaled and rounded up to an
+    even number, so sizes stay odd (at least 3). Levels whose latent would be too small for the
+    U-Net, or whose image is smaller than the kernel or the SSIM window, are left out.
+    """
+    from .networks import min_image_size
+
+    need = min_image_size(cfg.image_net)
+    out = []
+    for level in range(cfg.coarse_levels, 0, -1):
+        s = 0.5**level
+        img = tuple(max(1, round(n * s)) for n in image_shape)
+        ker = tuple(max(3, 2 * int(np.ceil((k - 1) * s / 2 - 1e-9)) + 1) for k in kernel_shape)
+        fits = all(k <= n and n >= cfg.ssim_window for k, n in zip(ker, img, strict=True))
+        if fits and min(latent_shape(img, ker)) >= need:
+            out.append((img, ker))
+    return out
+
+
+def resample(a: np.ndarray, shape: tuple[int, int], *, kernel: bool = False) -> np.ndarray:
+    """Bilinear resampling of a 2-D array to ``shape`` (antialiased when shrinking).
+
+    ``kernel=True`` maps the corner pixels onto each other (so centre stays on centre for odd
+    sizes), clips negatives and renormalises to unit sum.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
+    if kernel:
+        out = F.interpolate(t, size=shape, mode="bilinear", align_corners=True)[0, 0].clamp_min(0)
+        return (out / out.sum()).numpy()
+    shrink = shape[0] < a.shape[0] or shape[1] < a.shape[1]
+    return F.interpolate(t, size=shape, mode="bilinear", align_corners=False,
+                         antialias=shrink)[0, 0].numpy()  # fmt: skip
+
+
+def _coarse_to_fine(y, kernel_shape, levels, cfg, device, seed, noise_sigma, callback, every,
+                    should_stop, total):  # fmt: skip
+    """Solve the coarse levels in turn; the last one's latent and kernel, and its FitResult."""
+    level_cfg = cfg.replace(coarse_levels=0).with_iterations(cfg.coarse_iterations)
+    warm, offset, result = None, 0, None
+    for i, (shape, ker) in enumerate(levels):
+        ys = resample(y, shape)
+        if warm is not None:
+            warm = (resample(warm[0], shape), resample(warm[1], ker, kernel=True))
+        result = _fit(ys, ker, level_cfg, device, seed, noise_sigma * shape[0] / y.shape[0],
+                      callback, every, 0, should_stop, warm=warm, offset=offset, total=total,
+                      stage=f"coarse {i + 1}/{len(levels)}")  # fmt: skip
+        offset += level_cfg.iterations
+        if result.cancelled:  # report the coarse result at full size, no iteration of the run
+            result.latent = np.clip(resample(result.latent, y.shape), 0, 1)
+            result.kernel = resample(result.kernel, kernel_shape, kernel=True)
+            result.iterations_run, result.history = 0, []
+            break
+        warm = (result.latent, result.kernel)
+    return warm, result
+
+
 def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, preview, should_stop,
-         ckpt=None, fixed_kernel=None, stop_at=None, keep_state=False):  # fmt: skip
+         ckpt=None, fixed_kernel=None, stop_at=None, keep_state=False, *, state=None, warm=None,
+         offset=0, total=None, stage=""):  # fmt: skip
+    """One level of a run. ``warm``: a (latent, kernel) pair, at any size, to start from;
+    ``offset``/``total``/``stage`` only change how progress is reported."""
     h, w = y.shape
+    total = cfg.iterations if total is None else total
     gx, gk, zx, zk = build_generators(cfg, kernel_shape, (h, w), seed, device)
     if cfg.channels_last:
         gx = gx.to(memory_format=torch.channels_last)
@@ -229,9 +307,14 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
             "perturb": perturb.get_state(),
         }
 
-    state = ckpt.load() if ckpt is not None else None
-    if state is None and cfg.init == "noblur":
-        _noblur_init(gx, gk, zx, zk, target, cfg, kernel_shape, (h, w), should_stop)
+    if state is None and warm is not None:
+        x_warm = torch.from_numpy(np.clip(resample(warm[0], (h, w)), 0, 1))[None, None]
+        k_warm = torch.from_numpy(resample(warm[1], kernel_shape, kernel=True))
+        _warm_start(gx, gk, zx, zk, x_warm.to(device), k_warm.to(device), cfg, kernel_shape,
+                    (h, w), should_stop, fit_image=cfg.warm_image)  # fmt: skip
+    elif state is None and cfg.init == "noblur" and fixed is None:
+        _warm_start(gx, gk, zx, zk, target, gaussian_kernel(kernel_shape, cfg.init_kernel_sigma)
+                    .to(device), cfg, kernel_shape, (h, w), should_stop)  # fmt: skip
     if state is not None:
         gx.load_state_dict(state["gx"])
         gk.load_state_dict(state["gk"])
@@ -275,10 +358,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
                 show = preview > 0 and (done % preview == 0 or done == cfg.iterations)
                 callback(
                     Progress(
-                        done,
-                        cfg.iterations,
+                        offset + done,
+                        total,
                         value,
                         *(_outputs(x, k, (h, w), fixed is None) if show else (None, None)),
+                        stage=stage,
                     )
                 )
     last_logged = result.history[-1][0] if result.history else None
@@ -301,25 +385,37 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
     return result
 
 
-def _noblur_init(gx, gk, zx, zk, target, cfg, kernel_shape, image_shape, should_stop):
-    """Fit Gx to the blurry image and Gk to a small centred Gaussian (``init="noblur"``)."""
-    from .config import INIT_KERNEL_LR
-
+def gaussian_kernel(kernel_shape: tuple[int, int], sigma: float) -> torch.Tensor:
+    """A centred isotropic Gaussian PSF of ``kernel_shape`` (unit sum, float32, on the CPU)."""
     kh, kw = kernel_shape
     yy = torch.arange(kh, dtype=torch.float32) - kh // 2
     xx = torch.arange(kw, dtype=torch.float32) - kw // 2
-    g = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2) / cfg.init_kernel_sigma**2)
-    k_target = (g / g.sum()).reshape(-1).to(zk.device)
+    g = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2) / sigma**2)
+    return g / g.sum()
+
+
+def _warm_start(gx, gk, zx, zk, x_target, k_target, cfg, kernel_shape, image_shape, should_stop,
+                fit_image: bool = True):  # fmt: skip
+    """Fit Gk to ``k_target`` (a PSF) and, with ``fit_image``, Gx to ``x_target`` (the (H, W)
+    window aligned with the input), ``cfg.init_iterations`` Adam steps each.
+
+    ``init="noblur"`` uses the blurry image and a small Gaussian; coarse-to-fine runs use the
+    previous level's latent and kernel, upsampled.
+    """
+    from .config import INIT_KERNEL_LR
+
+    k_target = k_target.reshape(-1)
     opt_x = torch.optim.Adam(gx.parameters(), lr=cfg.lr_image)
     opt_k = torch.optim.Adam(gk.parameters(), lr=INIT_KERNEL_LR)
     for _ in range(cfg.init_iterations):
         if should_stop is not None and should_stop():
             break
-        x = crop_latent(gx(zx), kernel_shape, image_shape)
-        loss_x = F.mse_loss(x, target)
-        opt_x.zero_grad(set_to_none=True)
-        loss_x.backward()
-        opt_x.step()
+        if fit_image:
+            x = crop_latent(gx(zx), kernel_shape, image_shape)
+            loss_x = F.mse_loss(x, x_target)
+            opt_x.zero_grad(set_to_none=True)
+            loss_x.backward()
+            opt_x.step()
         k = gk(zk).reshape(-1)
         loss_k = -(k_target * torch.log(k.clamp_min(1e-30))).sum()  # KL up to a constant
         opt_k.zero_grad(set_to_none=True)

@@ -110,9 +110,7 @@ def _drive(work: Callable, cancel: threading.Event | None) -> Generator[TaskProg
     return box["result"]
 
 
-def roi_box(
-    corners: np.ndarray, image_shape: tuple[int, int]
-) -> tuple[int, int, int, int]:
+def roi_box(corners: np.ndarray, image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """Integer box (y0, y1, x0, x1) of a rectangle given by its corners in pixel coordinates.
 
     The box is clipped to the image; a rectangle entirely outside it is an error.
@@ -212,7 +210,7 @@ def blind_task(
     blind_planes = list(range(n)) if stack_mode == "per-plane" else [current_plane]
 
     def work(emit, should_stop):
-        from .api import deblur
+        from .api import deblur_stack
         from .refine import refine
 
         start = time.perf_counter()
@@ -220,21 +218,25 @@ def blind_task(
         kernels = np.zeros((n, *kshape), np.float32)
         runs: list[dict[str, Any]] = []
         cancelled = False
-        for i in blind_planes:
-            plane = planes[i]
-            crop = plane if roi is None else plane[roi[0] : roi[1], roi[2] : roi[3]]
-            intensity = Intensity.of(crop[..., :3] if geometry.rgb else crop)
+        crops = [planes[i] if roi is None else planes[i][roi[0] : roi[1], roi[2] : roi[3]]
+                 for i in blind_planes]  # fmt: skip
+        scales = [Intensity.of(c[..., :3] if geometry.rgb else c) for c in crops]
 
-            def callback(p, i=i, intensity=intensity):
-                preview = None
-                if p.latent is not None and not geometry.rgb and roi is None:
-                    preview = intensity.from_unit(p.latent)
-                emit(TaskProgress(i, n, p.iteration, p.total, p.loss, "blind", preview,
-                                  p.kernel))  # fmt: skip
+        def callback(p):
+            j = p.planes[0] if p.planes else 0
+            preview = None
+            if p.latent is not None and not geometry.rgb and roi is None:
+                preview = scales[j].from_unit(p.latent)
+            stage = f"blind ({p.stage})" if p.stage else "blind"
+            emit(TaskProgress(blind_planes[j], n, p.iteration, p.total, p.loss, stage, preview,
+                              p.kernel))  # fmt: skip
 
-            r = deblur(crop, kshape, preset=cfg, seed=seed, device=device, callback=callback,
-                       callback_every=max(1, cfg.iterations // 200), preview_every=preview_every,
-                       should_stop=should_stop, restarts=restarts)  # fmt: skip
+        results = deblur_stack(
+            crops, kshape, preset=cfg, seed=seed, device=device, callback=callback,
+            callback_every=max(1, cfg.iterations // 200), preview_every=preview_every,
+            should_stop=should_stop, restarts=restarts,
+        )  # fmt: skip
+        for i, r in zip(blind_planes, results, strict=False):
             kernels[i] = r.kernel
             meta = r.metadata()
             if roi is None:
@@ -242,9 +244,7 @@ def blind_task(
             else:
                 meta["roi"] = list(roi)
             runs.append({"plane": i, **meta})
-            if r.cancelled:
-                cancelled = True
-                break
+            cancelled = cancelled or r.cancelled
         # Non-blind passes: the whole image when the kernel came from a crop, and every other
         # plane in "refine" mode.
         todo = []
