@@ -8,8 +8,8 @@ each copy receives exactly its own gradient, and Adam (element-wise) updates it 
 the results equal plane-by-plane runs up to float rounding. This pays off on a GPU, where one
 256x256 run leaves most of the device idle; on a CPU it gains little.
 
-Supported: joint optimisation from random or no-blur initialisation, without TV, without coarse
-levels or checkpoints; :func:`can_batch` says whether a configuration qualifies.
+Supported: joint optimisation from random or no-blur initialisation in float32, without TV,
+coarse levels or checkpoints; :func:`can_batch` says whether a configuration qualifies.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from .solver import (
 
 def can_batch(cfg: DeblurConfig) -> bool:
     """Whether :func:`fit_planes` supports this configuration."""
-    return cfg.mode == "joint" and cfg.coarse_levels == 0 and cfg.tv_factor == 0
+    return (cfg.mode == "joint" and cfg.coarse_levels == 0 and cfg.tv_factor == 0
+            and cfg.precision == "float32")  # fmt: skip
 
 
 def fit_planes(
@@ -58,7 +59,7 @@ def fit_planes(
     result's ``history`` holds its own plane's loss. ``should_stop`` cancels all planes at once.
     """
     if not can_batch(config):
-        raise ValueError("fit_planes needs joint mode, no TV and no coarse levels")
+        raise ValueError("fit_planes needs joint mode, float32, no TV and no coarse levels")
     try:
         with deterministic_cudnn():
             return _fit_planes(ys, kernel_shape, config, device, seed, callback,

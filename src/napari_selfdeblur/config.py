@@ -105,6 +105,10 @@ class DeblurConfig:
     # size), "direct" with a convolution (the reference's way). channels_last: Gx in NHWC layout.
     blur: Literal["fft", "direct"] = "fft"
     channels_last: bool = True
+    # precision: "bfloat16" runs Gx's forward pass under autocast (mixed precision; the blur, the
+    # loss and Gk stay in float32). Unlike the two settings above it changes results beyond
+    # rounding, so it is part of a checkpoint's fingerprint; meant for GPUs with bfloat16 units.
+    precision: Literal["float32", "bfloat16"] = "float32"
     image_net: ImageNetConfig = field(default_factory=ImageNetConfig)
     kernel_net: KernelNetConfig = field(default_factory=KernelNetConfig)
 
@@ -117,6 +121,10 @@ class DeblurConfig:
             raise InvalidInputError("learning rates must be positive")
         if self.blur not in ("fft", "direct"):
             raise InvalidInputError(f"blur must be 'fft' or 'direct', got {self.blur!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise InvalidInputError(
+                f"precision must be 'float32' or 'bfloat16', got {self.precision!r}"
+            )
         if self.init not in ("random", "noblur"):
             raise InvalidInputError(f"init must be 'random' or 'noblur', got {self.init!r}")
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
@@ -152,8 +160,8 @@ class DeblurConfig:
         """:meth:`to_dict` without the fields that cannot affect this run beyond float rounding.
 
         The execution settings (``blur``, ``channels_last``) are left out, and the initialisation
-        settings unless ``init="noblur"`` and the coarse-to-fine ones unless ``coarse_levels`` > 0,
-        so checkpoints written before these fields existed stay
+        settings unless ``init="noblur"``, the coarse-to-fine ones unless ``coarse_levels`` > 0 and
+        ``precision`` when it is float32, so checkpoints written before these fields existed stay
         valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
@@ -167,6 +175,8 @@ class DeblurConfig:
         if d["coarse_levels"] == 0:
             for key in ("coarse_levels", "coarse_iterations", "warm_image"):
                 d.pop(key)
+        if d["precision"] == "float32":
+            d.pop("precision")
         return d
 
 

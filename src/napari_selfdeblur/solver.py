@@ -279,6 +279,12 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
     else:
         steppers = [make_opt(x_groups), make_opt(k_groups)]
 
+    def gen_x(z):
+        if cfg.precision == "float32":
+            return gx(z)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return gx(z).float()
+
     def objective(it, x, k):
         loss = _data_loss(cfg, it, blur(x, k), target)
         if tv_weight > 0:
@@ -335,11 +341,11 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         if cfg.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
         if fixed is not None or cfg.mode == "joint":
-            x, k = gx(z), (fixed if fixed is not None else gk(zk))
+            x, k = gen_x(z), (fixed if fixed is not None else gk(zk))
             loss = objective(it, x, k)
             step(*steppers[0], loss)
         else:
-            x = gx(z)
+            x = gen_x(z)
             step(*steppers[0], objective(it, x, gk(zk).detach()))
             x = x.detach()
             k = gk(zk)
@@ -370,7 +376,7 @@ def _fit(y, kernel_shape, cfg, device, seed, noise_sigma, callback, every, previ
         result.history.append((result.iterations_run, float(loss.detach())))
     if x is None:  # stopped before the first iteration: report the starting point
         with torch.no_grad():
-            x, k = gx(zx), (fixed if fixed is not None else gk(zk))
+            x, k = gen_x(zx), (fixed if fixed is not None else gk(zk))
     if ckpt is not None:
         if result.cancelled:
             ckpt.save(snapshot())
