@@ -34,8 +34,11 @@ from napari_selfdeblur.metrics import error_ratio, kernel_similarity, levin_scor
 FIELDS = [
     "name", "preset", "iterations", "seed", "kernel_size", "psnr", "ssim", "error_ratio",
     "kernel_similarity", "psnr_blurry", "runtime_s", "device", "machine", "version", "date",
-    "refine_method", "psnr_refined", "ssim_refined",
+    "refine_method", "psnr_refined", "ssim_refined", "final_loss", "kernel_support_px",
+    "latent_change", "flags",
 ]  # fmt: skip
+# Files written before the last four columns existed are appended to with their own header.
+OLD_FIELDS = FIELDS[:-4]
 
 
 def known_kernel_baseline(case) -> np.ndarray:
@@ -90,17 +93,19 @@ def main() -> None:
     if not new_file:
         with args.out.open() as f:
             header = next(csv.reader(f), [])
-        if header != FIELDS:
+        if header not in (FIELDS, OLD_FIELDS):
             raise SystemExit(f"{args.out} has other columns than this script writes; "
                              "give another --out")  # fmt: skip
         with args.out.open() as f:
             for row in csv.DictReader(f):
                 done.add((row["name"], row["preset"], row["iterations"], row["seed"],
                           row["kernel_size"]))  # fmt: skip
+    else:
+        header = FIELDS
     montage, summary = [], []
     cases = list(levin_cases(args.data, args.subset))[: args.limit]
     with args.out.open("w" if new_file else "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         if new_file:
             writer.writeheader()
         for case in cases:
@@ -134,7 +139,12 @@ def main() -> None:
                     psnr_blurry=psnr_blurry,
                     runtime_s=round(runtime, 1), device=r.device, machine=machine,
                     version=__version__, date=dt.date.today().isoformat(),
+                    final_loss=f"{r.final_loss:.6g}",
                 )  # fmt: skip
+                if r.diagnosis is not None:
+                    row.update(kernel_support_px=round(r.diagnosis.kernel_support_px, 2),
+                               latent_change=round(r.diagnosis.latent_change, 4),
+                               flags="+".join(r.diagnosis.flags))  # fmt: skip
                 if args.refine:
                     from napari_selfdeblur.refine import refine
 

@@ -14,7 +14,6 @@ and appends the rows to a CSV (default ``benchmarks/results/speed.csv``).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import platform
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _rows import append_rows
 from napari_selfdeblur import __version__, deblur
 from napari_selfdeblur.config import config_from_spec
 from napari_selfdeblur.device import resolve_device
@@ -133,13 +133,7 @@ def main() -> None:
                 ))  # fmt: skip
     if not rows:
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists() or args.out.stat().st_size == 0
-    with args.out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_rows(args.out, rows)
     print(f"appended {len(rows)} rows to {args.out}")
 
 

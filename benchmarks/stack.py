@@ -11,12 +11,13 @@ allocation is reported too. Appends rows to ``benchmarks/results/stack.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _rows import append_rows
 
 
 def main() -> None:
@@ -67,13 +68,7 @@ def main() -> None:
         r["speedup"] = round(r["plane_its_per_s"] / ref, 2)
         print(f"{r['batch']:5d} {r['seconds']:8.2f} {r['plane_its_per_s']:10.3f} "
               f"{r['speedup']:8.2f} {r['peak_mib']:9.1f}")  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists() or args.out.stat().st_size == 0
-    with args.out.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    append_rows(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,10 @@ def test_iterations_override_scales_schedule():
     cfg = resolve_config("paper", 500)
     assert cfg.iterations == 500 and cfg.lr_milestones == (200, 300, 400) and cfg.ssim_start == 100
     assert resolve_config("paper").iterations == 5000
-    fast = resolve_config("fast", 300)  # the coarse levels shrink in proportion
+    fast = resolve_config("fast", 300)  # the coarse levels and warm starts shrink in proportion
     assert fast.iterations == 300 and fast.coarse_iterations == 500 and fast.ssim_start == 150
+    assert fast.init_iterations == 100 and resolve_config("fast").init_iterations == 200
+    assert resolve_config("fast", 1).init_iterations == 1  # never scaled away entirely
 
 
 def test_uint16_keeps_dtype_and_range(scene, tiny_config):

@@ -94,6 +94,13 @@ def test_bad_task_input_raises_when_created(tiny_config):
         blind_task(np.ones((40, 40)), geo, 4, preset=tiny_config)
     with pytest.raises(InvalidInputError, match="positive sum"):
         refine_task(np.ones((40, 40)), geo, np.zeros((3, 3)))
+    with pytest.raises(InvalidInputError, match="larger than the image"):
+        blind_task(np.ones((40, 40)), geo, 41, preset=tiny_config)
+    # The kernel is estimated on the region of interest, so it is checked against the region.
+    with pytest.raises(InvalidInputError, match="larger than the image 8x8"):
+        blind_task(np.ones((40, 40)), geo, 9, preset=tiny_config, roi=(0, 8, 0, 8))
+    with pytest.raises(InvalidInputError, match="too small"):
+        blind_task(np.ones((200, 200)), geo, 5, preset="paper", roi=(0, 8, 0, 8))
 
 
 def test_refine_task_raises_psnr():

@@ -140,8 +140,8 @@ class DeblurConfig:
         return dataclasses.replace(self, **changes)
 
     def with_iterations(self, iterations: int) -> DeblurConfig:
-        """Return a copy run for ``iterations``, its schedule (and the length of its coarse
-        levels) scaled to keep its proportions."""
+        """Return a copy run for ``iterations``, its whole schedule scaled to keep its
+        proportions: learning-rate milestones, loss switch, coarse levels and warm-start steps."""
         if iterations == self.iterations:
             return self
         ratio = iterations / self.iterations
@@ -151,7 +151,9 @@ class DeblurConfig:
             lr_milestones=tuple(max(1, round(m * ratio)) for m in self.lr_milestones),
             ssim_start=round(self.ssim_start * ratio),
             coarse_iterations=max(1, round(self.coarse_iterations * ratio)),
-        )
+            init_iterations=max(1, round(self.init_iterations * ratio)) if self.init_iterations
+            else 0,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

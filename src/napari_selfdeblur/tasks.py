@@ -191,20 +191,19 @@ def blind_task(
     image is then deconvolved with it by ``refine_method``. The latent layer has the input's
     shape, dtype, value range, scale and translate; its metadata describes the run.
     """
-    from .api import resolve_config
-    from .physics import parse_kernel_size
+    from .api import check_kernel_size, resolve_config
 
     if stack_mode not in STACK_MODES:
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
     planes, lead = _planes(data, geometry.rgb)
-    kshape = parse_kernel_size(kernel_size)
     cfg = resolve_config(preset, iterations)
     n = planes.shape[0]
     h, w = planes.shape[1:3]
-    if kshape[0] > h or kshape[1] > w:
-        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
     if roi is not None:
         roi = clip_box(roi, (h, w))
+    # The kernel is estimated on the region of interest, or on the whole plane without one.
+    region = (roi[1] - roi[0], roi[3] - roi[2]) if roi is not None else (h, w)
+    kshape = check_kernel_size(region, kernel_size, cfg)
     if not 0 <= current_plane < n:
         raise InvalidInputError(f"current plane {current_plane} is outside 0..{n - 1}")
     blind_planes = list(range(n)) if stack_mode == "per-plane" else [current_plane]
