@@ -11,6 +11,10 @@ gives a fair, if smaller, comparison. A run "ends at the no-blur solution" when 
 detector flags a delta-like kernel or a latent that barely differs from the input. "Lowest loss
 of 5" is the PSNR a user gets by keeping, per image, the seed with the best data fit (what
 ``restarts`` does, without knowing the truth); "best of 5" knows the truth and is only a bound.
+
+The per-image table also gives each ground truth's high-frequency share: the fraction of its
+radially averaged power (above 0.02 cycles/px) that lies above 0.25 cycles/px, to test whether
+images rich in high frequencies gain less.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_selfdeblur.analysis import radial_power_spectrum
 from napari_selfdeblur.config import config_from_spec
+from napari_selfdeblur.datasets import default_levin_root, levin_cases
 
 NO_BLUR_FLAGS = {"delta_kernel", "latent_is_input"}
 
@@ -51,6 +57,12 @@ def paired(rows: list[dict]) -> list[dict]:
     for r in rows:
         have.setdefault((r["name"], r["seed"]), set()).add(r["init"])
     return [r for r in rows if have[(r["name"], r["seed"])] == inits]
+
+
+def high_frequency_share(image: np.ndarray, cut: float = 0.25) -> float:
+    """Fraction of the power above 0.02 cycles/px that lies above ``cut`` cycles/px."""
+    f, power = radial_power_spectrum(np.asarray(image, float))
+    return float(power[f > cut].sum() / power[f > 0.02].sum())
 
 
 def _mean_finite(values: list[float]) -> float:
@@ -87,6 +99,8 @@ def main() -> None:
     p.add_argument("csv", type=Path, nargs="+")
     p.add_argument("--all", action="store_true", help="also use rows without a partner")
     p.add_argument("--plot", type=Path, help="write seeds.png and seeds.csv into this folder")
+    p.add_argument("--data", type=Path, default=default_levin_root(),
+                   help="the Levin folder, for the high-frequency share of each ground truth")
     args = p.parse_args()
     rows = load(args.csv)
     if not args.all:
@@ -104,16 +118,20 @@ def main() -> None:
               f"{s['lowest_loss']:.2f} | {s['best']:.2f} | {s['refined']:.2f} | "
               f"{s['seconds']:.0f} |")  # fmt: skip
     inits = sorted({r["init"] for r in rows})
-    print("\n| image | blurry | " + " | ".join(f"{i}: mean ± std (worst)" for i in inits) + " |")
-    print("|---" * (2 + len(inits)) + "|")
-    for name in sorted({r["name"] for r in rows}):
+    names = sorted({r["name"] for r in rows})
+    truths = {c.name: c.sharp for c in levin_cases(args.data, "all") if c.name in names}
+    print("\n| image | high-frequency share | blurry | "
+          + " | ".join(f"{i}: mean ± std (worst)" for i in inits) + " |")  # fmt: skip
+    print("|---" * (3 + len(inits)) + "|")
+    for name in names:
+        share = f"{high_frequency_share(truths[name]):.4f}" if name in truths else "-"
         cells = []
         for init in inits:
             v = np.array([r["psnr"] for r in rows if r["name"] == name and r["init"] == init])
             sd = f"{v.std(ddof=1):.2f}" if len(v) > 1 else "-"
             cells.append(f"{v.mean():.2f} ± {sd} ({v.min():.2f})")
         blurry = next(r["psnr_blurry"] for r in rows if r["name"] == name)
-        print(f"| {name} | {blurry:.2f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {share} | {blurry:.2f} | " + " | ".join(cells) + " |")
     if args.plot:
         from napari_selfdeblur.analysis import write_seed_study
 
