@@ -37,6 +37,7 @@ def test_summary_pairs_runs_and_counts_no_blur_endings(tmp_path):
         ("noblur", 0), ("noblur", 1), ("random", 0), ("random", 1)]  # seed 2 has no partner
     s = {x["init"]: x for x in seed_report.summary(rows)}
     assert s["random"]["no_blur"] == 1 and s["noblur"]["no_blur"] == 0
+    assert s["random"]["near_input"] == 1 and s["noblur"]["near_input"] == 0  # 24.1 vs 24.0
     assert s["noblur"]["flagged"] == 1  # stalled is flagged but is not the no-blur ending
     assert s["random"]["worst"] == pytest.approx(24.1)
     assert s["random"]["mean"] == pytest.approx(27.05)
