@@ -86,6 +86,9 @@ def test_iterations_override_scales_schedule():
     assert fast.iterations == 300 and fast.coarse_iterations == 500 and fast.ssim_start == 150
     assert fast.init_iterations == 100 and resolve_config("fast").init_iterations == 200
     assert resolve_config("fast", 1).init_iterations == 1  # never scaled away entirely
+    # a coarse level's schedule is scaled to its own length, its warm-start steps are the run's
+    level = resolve_config("fast").with_iterations(1000, warm_steps=False)
+    assert level.init_iterations == 200 and level.ssim_start == 500
 
 
 def test_uint16_keeps_dtype_and_range(scene, tiny_config):

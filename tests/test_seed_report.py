@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-seed_report = pytest.importorskip("seed_report")
+import seed_report
 
 FIELDS = ["name", "preset", "seed", "psnr", "psnr_blurry", "psnr_refined", "kernel_similarity",
           "final_loss", "runtime_s", "flags"]  # fmt: skip

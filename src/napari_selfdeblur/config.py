@@ -139,21 +139,24 @@ class DeblurConfig:
         """Return a copy with top-level fields changed."""
         return dataclasses.replace(self, **changes)
 
-    def with_iterations(self, iterations: int) -> DeblurConfig:
+    def with_iterations(self, iterations: int, *, warm_steps: bool = True) -> DeblurConfig:
         """Return a copy run for ``iterations``, its whole schedule scaled to keep its
-        proportions: learning-rate milestones, loss switch, coarse levels and warm-start steps."""
+        proportions: learning-rate milestones, loss switch, coarse levels and, unless
+        ``warm_steps`` is False, the warm-start steps (``init_iterations``)."""
         if iterations == self.iterations:
             return self
         ratio = iterations / self.iterations
+        init = self.init_iterations
+        if warm_steps and init:
+            init = max(1, round(init * ratio))
         return dataclasses.replace(
             self,
             iterations=iterations,
             lr_milestones=tuple(max(1, round(m * ratio)) for m in self.lr_milestones),
             ssim_start=round(self.ssim_start * ratio),
             coarse_iterations=max(1, round(self.coarse_iterations * ratio)),
-            init_iterations=max(1, round(self.init_iterations * ratio)) if self.init_iterations
-            else 0,
-        )  # fmt: skip
+            init_iterations=init,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

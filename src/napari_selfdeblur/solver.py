@@ -227,8 +227,8 @@ def _coarse_to_fine(y, kernel_shape, levels, cfg, device, seed, noise_sigma, cal
                     should_stop, total):  # fmt: skip
     """Solve the coarse levels in turn; the last one's latent and kernel, and its FitResult."""
     # A level's own schedule is scaled to its length; its warm-start steps stay the run's.
-    level_cfg = cfg.replace(coarse_levels=0).with_iterations(cfg.coarse_iterations).replace(
-        init_iterations=cfg.init_iterations)  # fmt: skip
+    level_cfg = cfg.replace(coarse_levels=0).with_iterations(cfg.coarse_iterations,
+                                                             warm_steps=False)  # fmt: skip
     warm, offset, result = None, 0, None
     for i, (shape, ker) in enumerate(levels):
         ys = resample(y, shape)
