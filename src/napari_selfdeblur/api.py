@@ -153,10 +153,11 @@ def deblur(
         :func:`napari_selfdeblur.solver.fit`.
     restarts, restart_iterations
         With ``restarts`` = K > 1, K short runs with seeds ``seed .. seed + K - 1`` are run for
-        ``restart_iterations`` (default a tenth of the run); the one with the lowest loss (the best
-        fit to the input, never the ground truth) is continued to the end. The result equals a
-        plain run with the chosen seed (``result.seed``); ``metadata()["restarts"]`` lists the
-        probes.
+        ``restart_iterations`` full-size iterations (default a tenth of them); the one with the
+        lowest loss (the best fit to the input, never the ground truth) is continued to the end.
+        With coarse-to-fine (``coarse_levels`` > 0) every probe first runs all coarse levels, so
+        a probe costs most of a run. The result equals a plain run with the chosen seed
+        (``result.seed``); ``metadata()["restarts"]`` lists the probes.
     """
     from .device import resolve_device
     from .solver import fit

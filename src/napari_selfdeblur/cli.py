@@ -40,7 +40,8 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
         help="probe this many seeds (seed, seed+1, ...) and continue the best fit",
     )
     p.add_argument("--restart-iterations", type=int, default=None,
-                   help="length of each probe (default: a tenth of the run)")  # fmt: skip
+                   help="length of each probe in full-size iterations, after any coarse "
+                   "levels (default: a tenth of them)")  # fmt: skip
     p.add_argument(
         "--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto)"
     )
