@@ -156,7 +156,7 @@ def deblur(
         ``restart_iterations`` full-size iterations (default a tenth of them); the one with the
         lowest loss (the best fit to the input, never the ground truth) is continued to the end.
         With coarse-to-fine (``coarse_levels`` > 0) every probe first runs all coarse levels, so
-        a probe costs most of a run. The result equals a plain run with the chosen seed
+        a probe costs a large share of a run. The result equals a plain run with the chosen seed
         (``result.seed``); ``metadata()["restarts"]`` lists the probes.
     """
     from .device import resolve_device
