@@ -1,4 +1,4 @@
-"""CSV output shared by the benchmark scripts."""
+"""CSV input and output shared by the benchmark scripts."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         if new:
             writer.writeheader()
         writer.writerows(rows)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of the CSV at ``path`` as dicts; none when the file does not exist yet."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))

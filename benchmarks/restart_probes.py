@@ -17,17 +17,17 @@ Rows are appended as they finish and rows already in ``--out`` are skipped, so i
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _rows import append_rows
+from _rows import append_rows, read_rows
 from napari_selfdeblur import deblur
+from napari_selfdeblur.api import restart_probe_length
 from napari_selfdeblur.config import DeblurConfig, config_from_spec
-from napari_selfdeblur.datasets import default_levin_root, levin_cases
+from napari_selfdeblur.datasets import SUBSETS, default_levin_root, levin_cases
 
 
 def probe_loss(
@@ -36,7 +36,7 @@ def probe_loss(
 ) -> tuple[int, float]:
     """(probe iterations, loss after them) for one seed, as ``restarts`` measures it."""
     cfg = config_from_spec(preset) if isinstance(preset, str) else preset
-    probe = int(probe) if probe is not None else max(1, cfg.iterations // 10)
+    probe = restart_probe_length(cfg, probe)
     done = {"it": 0}
 
     def track(p) -> None:
@@ -75,13 +75,6 @@ def compare(probes: list[dict], study: list[dict]) -> list[dict]:
     return out
 
 
-def _read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="fast:init=random")
@@ -95,10 +88,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
-    done = {(r["name"], r["preset"], r["seed"]) for r in _read(args.out)}
-    for case in levin_cases(args.data, "all"):
-        if case.name not in args.images:
-            continue
+    unknown = sorted(set(args.images) - {f"im{i}_kernel{k}" for i, k in SUBSETS["all"]})
+    if unknown:
+        raise SystemExit(f"not Levin images: {', '.join(unknown)} (names like im4_kernel7)")
+    cases = [c for c in levin_cases(args.data, "all") if c.name in args.images]
+    done = {(r["name"], r["preset"], r["seed"]) for r in read_rows(args.out)}
+    for case in cases:
         for seed in args.seeds:
             if (case.name, args.preset, str(seed)) in done:
                 continue
@@ -111,8 +106,8 @@ def main() -> None:
                 date=dt.date.today().isoformat())])  # fmt: skip
             print(f"{case.name} seed {seed}: probe loss {loss:.6f} after {probe} iterations")
 
-    study = [r for r in _read(args.study) if r["preset"] == args.preset]
-    rows = compare([r for r in _read(args.out) if r["preset"] == args.preset], study)
+    study = [r for r in read_rows(args.study) if r["preset"] == args.preset]
+    rows = compare([r for r in read_rows(args.out) if r["preset"] == args.preset], study)
     print("| image | seeds | probe pick (PSNR) | lowest final loss (PSNR) | mean | worst | best |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

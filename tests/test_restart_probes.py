@@ -38,3 +38,12 @@ def test_probe_loss_is_what_restarts_measure(scene, tiny_config, coarse_levels):
     got = [restart_probes.probe_loss(scene, 5, cfg, s, 5, "cpu") for s in (4, 5)]
     assert [it for it, _ in got] == [5, 5]
     assert [round(loss, 6) for _, loss in got] == expected
+
+
+def test_unknown_image_names_are_refused_before_any_work(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["restart_probes.py", "--images", "im4_kernel7", "im9_kernel1",
+                                      "--study", str(tmp_path / "s.csv"),
+                                      "--out", str(tmp_path / "p.csv")])  # fmt: skip
+    with pytest.raises(SystemExit, match="not Levin images: im9_kernel1"):
+        restart_probes.main()
+    assert not (tmp_path / "p.csv").exists()

@@ -317,6 +317,17 @@ def deblur_stack(
     return out
 
 
+def restart_probe_length(cfg: DeblurConfig, restart_iterations: int | None) -> int:
+    """Full-size iterations of each restart probe: ``restart_iterations``, or a tenth of the run."""
+    probe = int(restart_iterations) if restart_iterations is not None else max(
+        1, cfg.iterations // 10)  # fmt: skip
+    if not 1 <= probe < cfg.iterations:
+        raise InvalidInputError(
+            f"restart_iterations must be between 1 and {cfg.iterations - 1}, got {probe}"
+        )
+    return probe
+
+
 def _with_restarts(grey, kshape, cfg, seed, restarts, probe, common):
     """Probe ``restarts`` seeds for ``probe`` iterations, continue the best; see :func:`deblur`."""
     import tempfile
@@ -324,11 +335,7 @@ def _with_restarts(grey, kshape, cfg, seed, restarts, probe, common):
 
     from .solver import fit
 
-    probe = int(probe) if probe is not None else max(1, cfg.iterations // 10)
-    if not 1 <= probe < cfg.iterations:
-        raise InvalidInputError(
-            f"restart_iterations must be between 1 and {cfg.iterations - 1}, got {probe}"
-        )
+    probe = restart_probe_length(cfg, probe)
     seeds = [seed + i for i in range(restarts)]
     losses: list[float] = []
     with tempfile.TemporaryDirectory(prefix="selfdeblur-restarts-") as tmp:
