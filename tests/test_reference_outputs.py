@@ -1,0 +1,79 @@
+"""Seeded runs of every preset give bit-identical outputs to values recorded earlier.
+
+The reference file was written by this module (``python tests/test_reference_outputs.py``) before
+the package was split into subpackages, so a refactoring that changes any number fails here. The
+runs use one CPU thread: results depend on the thread count. Regenerate the file only for a change
+that is meant to alter results, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REFERENCE = Path(__file__).parent / "data" / "reference_outputs.npz"
+
+
+def _scene(shape=(48, 48), seed=3):
+    from napari_selfdeblur import deblur  # noqa: F401  (the package must import)
+    from napari_selfdeblur.evaluation.sample import sharp_scene
+
+    return sharp_scene(shape, seed=seed, fine_detail=True)
+
+
+def _runs() -> dict[str, np.ndarray]:
+    import torch
+
+    from napari_selfdeblur import deblur, deblur_stack, get_preset, refine
+    from napari_selfdeblur.imaging.physics import convolve_same
+
+    k = np.zeros((5, 5))
+    k[2, 1:4] = 1
+    k[1, 3] = 1
+    k /= k.sum()
+    blurry = np.clip(convolve_same(_scene(), k), 0, 1).astype(np.float32)
+    big = np.clip(convolve_same(_scene((64, 64), 5), k), 0, 1).astype(np.float32)
+    noblur = get_preset("demo").replace(init="noblur", init_iterations=3)
+    out: dict[str, np.ndarray] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {
+            "paper": dict(image=blurry, preset="paper", iterations=3),
+            "demo": dict(image=blurry, preset="demo", iterations=8),
+            "fast": dict(image=big, preset="fast", iterations=6),
+            "demo_restarts": dict(image=blurry, preset="demo", iterations=6, restarts=2),
+            "demo_noblur": dict(image=blurry, preset=noblur, iterations=5),
+        }
+        for name, kw in runs.items():
+            image = kw.pop("image")
+            r = deblur(image, 5, seed=1, device="cpu", **kw)
+            out[f"{name}_latent"], out[f"{name}_kernel"] = r.latent, r.kernel
+            out[f"{name}_loss"] = np.array([v for _, v in r.history])
+        stack = deblur_stack(np.stack([blurry, blurry[::-1]]), 5, preset="demo", iterations=4,
+                             seed=2, device="cpu", batch_size=2)
+        out["stack_latent"] = np.stack([r.latent for r in stack])
+        out["stack_kernel"] = np.stack([r.kernel for r in stack])
+        for method in ("hyper-laplacian", "sparse", "wiener", "richardson-lucy"):
+            out[f"refine_{method}"] = refine(blurry, k, method).image
+        out["refine_deep-prior"] = refine(blurry, k, "deep-prior", iterations=3).image
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.mark.slow
+def test_outputs_match_recorded_reference():
+    ref = np.load(REFERENCE)
+    now = _runs()
+    assert sorted(ref.files) == sorted(now)
+    for key in ref.files:
+        np.testing.assert_array_equal(now[key], ref[key], err_msg=key)
+
+
+if __name__ == "__main__":
+    np.savez_compressed(REFERENCE, **_runs())
+    print(f"wrote {REFERENCE}", file=sys.stderr)
