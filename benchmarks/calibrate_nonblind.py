@@ -27,8 +27,8 @@ def problems(noise_levels, seeds=(0, 1)):
     from skimage import data
     from skimage.color import rgb2gray
 
-    from napari_selfdeblur.physics import blur_valid
-    from napari_selfdeblur.psf import shake_psf
+    from napari_selfdeblur.engine.physics import blur_valid
+    from napari_selfdeblur.imaging.psf import shake_psf
 
     images = []
     for name in ("camera", "astronaut", "coffee"):
@@ -52,9 +52,9 @@ def problems(noise_levels, seeds=(0, 1)):
 def main() -> None:
     import torch
 
-    from napari_selfdeblur.metrics import psnr
-    from napari_selfdeblur.noise import estimate_noise_sigma
-    from napari_selfdeblur.refine import METHODS
+    from napari_selfdeblur.evaluation.metrics import psnr
+    from napari_selfdeblur.imaging.noise import estimate_noise_sigma
+    from napari_selfdeblur.nonblind import METHODS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--noise", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03])

@@ -35,7 +35,7 @@ def main() -> None:
     from calibrate_nonblind import problems
     from napari_selfdeblur import deblur
     from napari_selfdeblur.config import config_from_spec
-    from napari_selfdeblur.metrics import kernel_similarity, levin_score
+    from napari_selfdeblur.evaluation.metrics import kernel_similarity, levin_score
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--specs", nargs="+", default=["demo"])

@@ -28,8 +28,8 @@ import numpy as np
 
 from napari_selfdeblur import __version__, deblur
 from napari_selfdeblur.config import config_from_spec
-from napari_selfdeblur.datasets import SUBSETS, default_levin_root, levin_cases
-from napari_selfdeblur.metrics import error_ratio, kernel_similarity, levin_score
+from napari_selfdeblur.evaluation.datasets import SUBSETS, default_levin_root, levin_cases
+from napari_selfdeblur.evaluation.metrics import error_ratio, kernel_similarity, levin_score
 
 FIELDS = [
     "name", "preset", "iterations", "seed", "kernel_size", "psnr", "ssim", "error_ratio",
@@ -43,7 +43,7 @@ OLD_FIELDS = FIELDS[:-4]
 
 def known_kernel_baseline(case) -> np.ndarray:
     """The true kernel deconvolved by the sparse-prior method (as the paper's known-kernel row)."""
-    from napari_selfdeblur.refine import refine
+    from napari_selfdeblur.nonblind.api import refine
 
     return refine(case.blurry, case.psf, "sparse").image
 
@@ -146,7 +146,7 @@ def main() -> None:
                                latent_change=round(r.diagnosis.latent_change, 4),
                                flags="+".join(r.diagnosis.flags))  # fmt: skip
                 if args.refine:
-                    from napari_selfdeblur.refine import refine
+                    from napari_selfdeblur.nonblind.api import refine
 
                     refined = refine(case.blurry, r.kernel, args.refine).image
                     rscore = levin_score(refined, case.sharp)

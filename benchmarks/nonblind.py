@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_selfdeblur import __version__
-from napari_selfdeblur.datasets import SUBSETS, default_levin_root, levin_cases
-from napari_selfdeblur.metrics import levin_score
-from napari_selfdeblur.refine import METHODS, refine
+from napari_selfdeblur.evaluation.datasets import SUBSETS, default_levin_root, levin_cases
+from napari_selfdeblur.evaluation.metrics import levin_score
+from napari_selfdeblur.nonblind import METHODS
+from napari_selfdeblur.nonblind.api import refine
 
 FIELDS = ["name", "method", "strength", "psnr", "ssim", "psnr_blurry", "runtime_s", "device",
           "threads", "machine", "version", "date"]  # fmt: skip

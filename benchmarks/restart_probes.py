@@ -25,9 +25,9 @@ import numpy as np
 
 from _rows import append_rows, read_rows
 from napari_selfdeblur import deblur
-from napari_selfdeblur.api import restart_probe_length
 from napari_selfdeblur.config import DeblurConfig, config_from_spec
-from napari_selfdeblur.datasets import SUBSETS, default_levin_root, levin_cases
+from napari_selfdeblur.engine.api import restart_probe_length
+from napari_selfdeblur.evaluation.datasets import SUBSETS, default_levin_root, levin_cases
 
 
 def probe_loss(

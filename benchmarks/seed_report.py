@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_selfdeblur.analysis import radial_power_spectrum
 from napari_selfdeblur.config import config_from_spec
-from napari_selfdeblur.datasets import default_levin_root, levin_cases
+from napari_selfdeblur.evaluation.analysis import radial_power_spectrum
+from napari_selfdeblur.evaluation.datasets import default_levin_root, levin_cases
 
 NO_BLUR_FLAGS = {"delta_kernel", "latent_is_input"}
 NEAR_INPUT_DB = 1.0  # a run this close to the blurry input's PSNR deblurred next to nothing
@@ -137,7 +137,7 @@ def main() -> None:
         blurry = next(r["psnr_blurry"] for r in rows if r["name"] == name)
         print(f"| {name} | {share} | {blurry:.2f} | " + " | ".join(cells) + " |")
     if args.plot:
-        from napari_selfdeblur.analysis import write_seed_study
+        from napari_selfdeblur.evaluation.analysis import write_seed_study
 
         keep = ["init", "name", "seed", "psnr", "psnr_blurry", "kernel_similarity", "final_loss",
                 "flags"]  # fmt: skip

@@ -25,7 +25,7 @@ import numpy as np
 from _rows import append_rows
 from napari_selfdeblur import __version__, deblur
 from napari_selfdeblur.config import config_from_spec
-from napari_selfdeblur.device import resolve_device
+from napari_selfdeblur.engine.device import resolve_device
 
 LEVIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "levin"
 
@@ -38,7 +38,7 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
         img = read_image(path).astype(np.float32) / 255
         source = path.name
     else:
-        from napari_selfdeblur.sample import blurred_sample
+        from napari_selfdeblur.evaluation.sample import blurred_sample
 
         img, source = blurred_sample((255, 255)).blurry.astype(np.float32), "built-in sample"
     reps = -(-size // img.shape[0])

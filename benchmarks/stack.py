@@ -25,8 +25,8 @@ def main() -> None:
 
     from napari_selfdeblur import deblur_stack
     from napari_selfdeblur.config import config_from_spec
-    from napari_selfdeblur.device import resolve_device
-    from napari_selfdeblur.sample import blurred_sample
+    from napari_selfdeblur.engine.device import resolve_device
+    from napari_selfdeblur.evaluation.sample import blurred_sample
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="demo")

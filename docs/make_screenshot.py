@@ -15,7 +15,7 @@ from pathlib import Path
 import napari
 from napari.qt import get_qapp
 
-from napari_selfdeblur._widgets import BlindDeblurWidget, RefineWidget
+from napari_selfdeblur._napari.widgets import BlindDeblurWidget, RefineWidget
 
 OUT = Path(__file__).parent / "images" / "napari_widgets.png"
 

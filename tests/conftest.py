@@ -37,6 +37,6 @@ def asymmetric_kernel() -> np.ndarray:
 
 @pytest.fixture
 def scene() -> np.ndarray:
-    from napari_selfdeblur.sample import sharp_scene
+    from napari_selfdeblur.evaluation.sample import sharp_scene
 
     return sharp_scene((40, 40), seed=3, fine_detail=True)

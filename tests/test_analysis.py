@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from napari_selfdeblur.analysis import (
+from napari_selfdeblur.cli import main
+from napari_selfdeblur.engine.physics import convolve_same
+from napari_selfdeblur.engine.solver import fit
+from napari_selfdeblur.evaluation.analysis import (
     band_errors,
     loss_landscape,
     radial_power_spectrum,
     summarise_seeds,
     write_landscape,
 )
-from napari_selfdeblur.cli import main
-from napari_selfdeblur.physics import convolve_same
-from napari_selfdeblur.psf import gaussian_psf, motion_psf
-from napari_selfdeblur.sample import sharp_scene
-from napari_selfdeblur.solver import fit
+from napari_selfdeblur.evaluation.sample import sharp_scene
+from napari_selfdeblur.imaging.psf import gaussian_psf, motion_psf
 
 pytest.importorskip("matplotlib")
 
@@ -55,7 +55,7 @@ def test_bezier_curve_lowers_the_mean_loss_below_the_straight_line(tiny_config):
 
 
 def test_write_landscape_and_seed_summary(tmp_path):
-    from napari_selfdeblur.analysis import Landscape
+    from napari_selfdeblur.evaluation.analysis import Landscape
 
     land = Landscape(np.linspace(0, 1, 3), np.array([0.1, 0.3, 0.1]), np.array([0.1, 0.15, 0.1]))
     paths = write_landscape(land, tmp_path)

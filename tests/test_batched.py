@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from napari_selfdeblur import deblur, deblur_stack
-from napari_selfdeblur.batched import can_batch, fit_planes
+from napari_selfdeblur.engine.batched import can_batch, fit_planes
+from napari_selfdeblur.engine.physics import convolve_same
+from napari_selfdeblur.engine.solver import fit
 from napari_selfdeblur.errors import InvalidInputError
-from napari_selfdeblur.physics import convolve_same
-from napari_selfdeblur.sample import sharp_scene
-from napari_selfdeblur.solver import fit
+from napari_selfdeblur.evaluation.sample import sharp_scene
 
 CPU = torch.device("cpu")
 

@@ -85,9 +85,9 @@ def test_demo_reports_psnr(tmp_path, capsys):
 
 
 def test_refine_with_a_known_kernel_raises_psnr(tmp_path, capsys, asymmetric_kernel):
-    from napari_selfdeblur.metrics import psnr
-    from napari_selfdeblur.physics import convolve_same
-    from napari_selfdeblur.sample import sharp_scene
+    from napari_selfdeblur.engine.physics import convolve_same
+    from napari_selfdeblur.evaluation.metrics import psnr
+    from napari_selfdeblur.evaluation.sample import sharp_scene
 
     sharp = sharp_scene((48, 48), seed=1)
     blurry = np.clip(convolve_same(sharp, asymmetric_kernel), 0, 1)
@@ -116,7 +116,7 @@ def test_refine_with_a_known_kernel_raises_psnr(tmp_path, capsys, asymmetric_ker
 
 
 def test_failure_warnings_are_printed(png, tmp_path, capsys, monkeypatch):
-    import napari_selfdeblur.diagnostics as diagnostics
+    import napari_selfdeblur.engine.diagnostics as diagnostics
 
     monkeypatch.setattr(diagnostics, "DELTA_SUPPORT_PX", 1e9)  # every kernel looks like a delta
     assert main(["deblur", str(png), "-k", "5", "--out", str(tmp_path / "o"), *FAST]) == 0

@@ -6,10 +6,10 @@ import torch
 
 from napari_selfdeblur import deblur
 from napari_selfdeblur.config import get_preset
+from napari_selfdeblur.engine.physics import convolve_same
+from napari_selfdeblur.engine.solver import _warm_start, build_generators, coarse_levels, resample
 from napari_selfdeblur.errors import InvalidInputError
-from napari_selfdeblur.metrics import kernel_similarity, psnr
-from napari_selfdeblur.physics import convolve_same
-from napari_selfdeblur.solver import _warm_start, build_generators, coarse_levels, resample
+from napari_selfdeblur.evaluation.metrics import kernel_similarity, psnr
 
 CPU = torch.device("cpu")
 
@@ -21,7 +21,7 @@ def com(k: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def scene48() -> np.ndarray:
-    from napari_selfdeblur.sample import sharp_scene
+    from napari_selfdeblur.evaluation.sample import sharp_scene
 
     return sharp_scene((48, 48), seed=3, fine_detail=True)  # 1/4 is 12x12: two coarse levels
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from napari_selfdeblur import deblur
-from napari_selfdeblur.diagnostics import diagnose
-from napari_selfdeblur.physics import convolve_same
-from napari_selfdeblur.psf import motion_psf
-from napari_selfdeblur.sample import sharp_scene
+from napari_selfdeblur.engine.diagnostics import diagnose
+from napari_selfdeblur.engine.physics import convolve_same
+from napari_selfdeblur.evaluation.sample import sharp_scene
+from napari_selfdeblur.imaging.psf import motion_psf
 
 
 def _problem():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from napari_selfdeblur import deblur
+from napari_selfdeblur.engine.physics import centroid_offset, convolve_same
 from napari_selfdeblur.errors import InvalidInputError
-from napari_selfdeblur.metrics import kernel_similarity, psnr
-from napari_selfdeblur.physics import centroid_offset, convolve_same
-from napari_selfdeblur.sample import sharp_scene
+from napari_selfdeblur.evaluation.metrics import kernel_similarity, psnr
+from napari_selfdeblur.evaluation.sample import sharp_scene
 
 
 def interior_psnr(estimate, truth, margin=8):
@@ -77,7 +77,7 @@ def test_alternating_mode_and_tv_run(scene, tiny_config):
 
 
 def test_iterations_override_scales_schedule():
-    from napari_selfdeblur.api import resolve_config
+    from napari_selfdeblur.engine.api import resolve_config
 
     cfg = resolve_config("paper", 500)
     assert cfg.iterations == 500 and cfg.lr_milestones == (200, 300, 400) and cfg.ssim_start == 100
@@ -163,7 +163,7 @@ def test_restarts_continue_the_best_probe(scene, tiny_config):
 def test_noblur_init_starts_at_the_input(scene, tiny_config):
     import torch
 
-    from napari_selfdeblur.solver import fit
+    from napari_selfdeblur.engine.solver import fit
 
     blurry = convolve_same(scene, np.full((3, 3), 1 / 9)).astype(np.float32)
     cfg = tiny_config.replace(init="noblur", init_iterations=150)
@@ -198,7 +198,7 @@ def test_execution_settings_change_results_only_at_rounding_level(scene, tiny_co
 def test_bfloat16_precision_runs_close_to_float32(scene, tiny_config):
     import torch
 
-    from napari_selfdeblur.solver import fit
+    from napari_selfdeblur.engine.solver import fit
 
     cfg = tiny_config.replace(iterations=8)
     base = fit(scene, (5, 5), cfg, device=torch.device("cpu"))

@@ -6,8 +6,8 @@ import torch
 
 from napari_selfdeblur import DeviceError, InvalidInputError, OutOfMemoryError, deblur
 from napari_selfdeblur.config import get_preset
-from napari_selfdeblur.device import resolve_device
-from napari_selfdeblur.noise import estimate_noise_sigma
+from napari_selfdeblur.engine.device import resolve_device
+from napari_selfdeblur.imaging.noise import estimate_noise_sigma
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_devices():
 
 
 def test_out_of_memory_is_reported_with_advice(img, tiny_config, monkeypatch):
-    import napari_selfdeblur.solver as solver
+    import napari_selfdeblur.engine.solver as solver
 
     def boom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 11.00 GiB")

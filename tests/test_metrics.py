@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_selfdeblur.datasets import default_levin_root, levin_cases, oriented_psf
-from napari_selfdeblur.metrics import kernel_similarity, levin_score, psnr, shift_search, ssim
+from napari_selfdeblur.evaluation.datasets import default_levin_root, levin_cases, oriented_psf
+from napari_selfdeblur.evaluation.metrics import (
+    kernel_similarity,
+    levin_score,
+    psnr,
+    shift_search,
+    ssim,
+)
 
 LEVIN = default_levin_root()
 needs_levin = pytest.mark.skipif(not LEVIN.exists(), reason="Levin data not found")

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_selfdeblur.config import ImageNetConfig, KernelNetConfig, get_preset
-from napari_selfdeblur.networks import (
+from napari_selfdeblur.engine.networks import (
     ImageGenerator,
     KernelGenerator,
     NonLocalBlock,

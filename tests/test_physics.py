@@ -3,8 +3,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from napari_selfdeblur.errors import InvalidInputError
-from napari_selfdeblur.physics import (
+from napari_selfdeblur.engine.physics import (
     blur_valid,
     centroid_offset,
     convolve_same,
@@ -12,6 +11,7 @@ from napari_selfdeblur.physics import (
     parse_kernel_size,
     shift_kernel,
 )
+from napari_selfdeblur.errors import InvalidInputError
 
 
 def test_psf_convention_point_source(asymmetric_kernel):
@@ -77,7 +77,7 @@ def test_centroid_and_shift():
 def test_fft_blur_equals_direct_blur(kshape):
     import torch
 
-    from napari_selfdeblur.physics import blur_valid, blur_valid_fft
+    from napari_selfdeblur.engine.physics import blur_valid, blur_valid_fft
 
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, 1, 41 + kshape[0] - 1, 37 + kshape[1] - 1, generator=gen,
@@ -93,6 +93,6 @@ def test_fft_blur_equals_direct_blur(kshape):
 
 
 def test_next_fast_len():
-    from napari_selfdeblur.physics import next_fast_len
+    from napari_selfdeblur.engine.physics import next_fast_len
 
     assert [next_fast_len(n) for n in (1, 7, 11, 270, 271)] == [1, 8, 12, 270, 288]

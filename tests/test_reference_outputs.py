@@ -26,9 +26,9 @@ def _scene(shape=(48, 48), seed=3):
 
 def _runs() -> dict[str, np.ndarray]:
     import torch
+    from napari_selfdeblur.engine.physics import convolve_same
 
     from napari_selfdeblur import deblur, deblur_stack, get_preset, refine
-    from napari_selfdeblur.imaging.physics import convolve_same
 
     k = np.zeros((5, 5))
     k[2, 1:4] = 1

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_selfdeblur.engine.physics import blur_valid
 from napari_selfdeblur.errors import InvalidInputError
-from napari_selfdeblur.metrics import psnr
-from napari_selfdeblur.nonblind import ValidBlur, shrink_hyper_laplacian
-from napari_selfdeblur.physics import blur_valid
-from napari_selfdeblur.refine import METHODS, refine
-from napari_selfdeblur.sample import sharp_scene
+from napari_selfdeblur.evaluation.metrics import psnr
+from napari_selfdeblur.evaluation.sample import sharp_scene
+from napari_selfdeblur.imaging.fourier import ValidBlur
+from napari_selfdeblur.nonblind import METHODS
+from napari_selfdeblur.nonblind.api import refine
+from napari_selfdeblur.nonblind.hyper_laplacian import shrink_hyper_laplacian
 
 FAST = {"deep-prior": {"iterations": 150, "preset": "demo"}}
 
@@ -78,7 +80,7 @@ def test_border_check_catches_wrap_around():
     # The check below must fail for a method that treats the image as periodic: a plain
     # circular Wiener filter, without padding, smears the bright side into the dark one (its
     # ringing spreads inwards too, so only the absolute bound tells it apart).
-    from napari_selfdeblur.nonblind import psf_to_otf
+    from napari_selfdeblur.imaging.fourier import psf_to_otf
 
     k, y, sharp = _edge_problem()
     otf = psf_to_otf(torch.from_numpy(k), y.shape)

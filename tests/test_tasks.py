@@ -7,12 +7,18 @@ import threading
 import numpy as np
 import pytest
 
+from napari_selfdeblur._napari.tasks import (
+    LayerGeometry,
+    blind_task,
+    refine_task,
+    roi_box,
+    run_to_end,
+)
+from napari_selfdeblur.engine.physics import centroid_offset, convolve_same
 from napari_selfdeblur.errors import InvalidInputError
-from napari_selfdeblur.metrics import psnr
-from napari_selfdeblur.physics import centroid_offset, convolve_same
-from napari_selfdeblur.psf import disk_psf, gaussian_psf, motion_psf
-from napari_selfdeblur.sample import sharp_scene
-from napari_selfdeblur.tasks import LayerGeometry, blind_task, refine_task, roi_box, run_to_end
+from napari_selfdeblur.evaluation.metrics import psnr
+from napari_selfdeblur.evaluation.sample import sharp_scene
+from napari_selfdeblur.imaging.psf import disk_psf, gaussian_psf, motion_psf
 
 
 def test_parametric_psfs_are_normalised_centred_and_oriented():

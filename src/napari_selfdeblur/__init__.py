@@ -15,23 +15,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .provenance import package_version
+
+__version__ = package_version()
 
 _LAZY = {
-    "deblur": ".api",
-    "deblur_stack": ".api",
-    "DeblurResult": ".api",
+    "deblur": ".engine.api",
+    "deblur_stack": ".engine.api",
+    "DeblurResult": ".engine.api",
     "DeblurConfig": ".config",
     "ImageNetConfig": ".config",
     "KernelNetConfig": ".config",
     "PRESETS": ".config",
     "get_preset": ".config",
-    "Progress": ".solver",
-    "refine": ".refine",
-    "RefineResult": ".refine",
-    "RefineProgress": ".refine",
-    "METHODS": ".refine",
-    "estimate_noise_sigma": ".noise",
+    "Progress": ".engine.solver",
+    "refine": ".nonblind.api",
+    "RefineResult": ".nonblind.api",
+    "RefineProgress": ".nonblind.api",
+    "METHODS": ".nonblind",
+    "estimate_noise_sigma": ".imaging.noise",
     "SelfDeblurError": ".errors",
     "InvalidInputError": ".errors",
     "DeviceError": ".errors",
@@ -61,17 +63,19 @@ __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
 ]
 
 if TYPE_CHECKING:
-    from .api import DeblurResult, deblur, deblur_stack
     from .config import PRESETS, DeblurConfig, ImageNetConfig, KernelNetConfig, get_preset
+    from .engine.api import DeblurResult, deblur, deblur_stack
+    from .engine.solver import Progress
     from .errors import DeviceError, InvalidInputError, OutOfMemoryError, SelfDeblurError
-    from .noise import estimate_noise_sigma
-    from .refine import METHODS, RefineProgress, RefineResult, refine
-    from .solver import Progress
+    from .imaging.noise import estimate_noise_sigma
+    from .nonblind.api import METHODS, RefineProgress, RefineResult, refine
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups find the function, never a submodule
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .config import DEVICE_CHOICES, PRESETS
 from .errors import SelfDeblurError
+from .provenance import package_version
 
 
 def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfdeblur", description="Zero-shot blind deconvolution (SelfDeblur)."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("deblur", help="estimate the kernel and the sharp image of each input")
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _methods():
-    from .refine import METHODS
+    from .nonblind import METHODS
 
     return METHODS
 
@@ -178,7 +178,7 @@ class _Bar:
 
 def _run(planes: list[np.ndarray], args, desc: str):
     """Blind deconvolution of each plane (batched on CUDA); one result per plane."""
-    from .api import deblur_stack, resolve_config
+    from .engine.api import deblur_stack, resolve_config
 
     cfg = resolve_config(args.preset, args.iterations)
     if args.init is not None:
@@ -195,9 +195,9 @@ def _run(planes: list[np.ndarray], args, desc: str):
 
 
 def _cmd_deblur(args) -> int:
+    from .engine.physics import parse_kernel_size
     from .fileio import read_image, write_json, write_tiff
-    from .physics import parse_kernel_size
-    from .refine import split_planes
+    from .imaging.layout import split_planes
 
     parse_kernel_size(args.kernel_size)  # fail before any work on a bad size
     failures = 0
@@ -242,7 +242,8 @@ def _cmd_deblur(args) -> int:
 
 def _cmd_refine(args) -> int:
     from .fileio import read_image, write_json, write_tiff
-    from .refine import get_method, refine
+    from .nonblind import get_method
+    from .nonblind.api import refine
 
     spec = get_method(args.method)
     params = {
@@ -286,11 +287,11 @@ def _cmd_refine(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from . import analysis
-    from .api import resolve_config
+    from .engine.api import resolve_config
+    from .engine.physics import parse_kernel_size
+    from .evaluation import analysis
     from .fileio import read_image
-    from .image import Intensity, check_image
-    from .physics import parse_kernel_size
+    from .imaging.image import Intensity, check_image
 
     image = check_image(read_image(args.input), allow_color=False, name=str(args.input))
     truth = read_image(args.truth) if args.truth is not None else None
@@ -307,9 +308,9 @@ def _cmd_analyze(args) -> int:
                                         seed=args.seed, device=args.device)  # fmt: skip
         paths = analysis.write_spectral(study, args.out)
     elif args.study == "landscape":
-        from .device import resolve_device
-        from .noise import estimate_noise_sigma
-        from .solver import fit
+        from .engine.device import resolve_device
+        from .engine.solver import fit
+        from .imaging.noise import estimate_noise_sigma
 
         unit = Intensity.of(image).to_unit(image)
         dev = resolve_device(args.device)
@@ -337,9 +338,9 @@ def _cmd_analyze(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from .evaluation.metrics import kernel_similarity, psnr
+    from .evaluation.sample import blurred_sample
     from .fileio import write_json, write_tiff
-    from .metrics import kernel_similarity, psnr
-    from .sample import blurred_sample
 
     sample = blurred_sample((args.size, args.size))
     args.kernel_size = sample.kernel.shape[0] + 2

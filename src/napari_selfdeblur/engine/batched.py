@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .config import DeblurConfig
+from ..config import DeblurConfig
+from ..errors import OutOfMemoryError
 from .device import deterministic_cudnn, is_out_of_memory
-from .errors import OutOfMemoryError
 from .solver import (
     FitResult,
     Progress,

@@ -26,9 +26,9 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from .config import DEVICE_CHOICES, PRESETS
-from .errors import SelfDeblurError
-from .refine import DEFAULT_METHOD, METHODS, Param
+from ..config import DEVICE_CHOICES, PRESETS
+from ..errors import SelfDeblurError
+from ..nonblind import DEFAULT_METHOD, METHODS, Param
 from .tasks import LayerGeometry, TaskProgress, blind_task, kernel_layer, refine_task, roi_box
 
 if TYPE_CHECKING:
@@ -270,10 +270,10 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             self.image.value = selected
 
     def _show_device(self, *_):
-        from .errors import DeviceError
+        from ..errors import DeviceError
 
         try:
-            from .device import resolve_device
+            from ..engine.device import resolve_device
 
             resolved = resolve_device(self.device.value)
             self.device_info.value = f"runs on: {resolved}"
@@ -281,7 +281,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             self.device_info.value = f"unavailable: {exc}"
 
     def _config(self):
-        from .api import resolve_config
+        from ..engine.api import resolve_config
 
         cfg = resolve_config(self.preset.value, self.iterations.value or None)
         return cfg.replace(init=self.init.value)
@@ -448,7 +448,7 @@ class RefineWidget(Container, _RunnerMixin):
             box.visible = name == spec.name and len(box) > 0
 
     def kernel(self) -> np.ndarray:
-        from .psf import disk_psf, gaussian_psf, motion_psf
+        from ..imaging.psf import disk_psf, gaussian_psf, motion_psf
 
         src = self.kernel_source.value
         if src == "gaussian":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 # BT.601 full-range (JPEG) YCbCr, for values in [0, 1].
 _RGB_TO_YCBCR = np.array(

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import read_image
+from ..engine.physics import convolve_same
+from ..fileio import read_image
 from .metrics import shift_search
-from .physics import convolve_same
 
 # Kernel sizes the reference implementation passes for kernels 1..8.
 REFERENCE_KERNEL_SIZES = {1: 17, 2: 15, 3: 13, 4: 27, 5: 11, 6: 19, 7: 21, 8: 21}
@@ -90,4 +90,4 @@ def default_levin_root() -> Path:
     env = os.environ.get("SELFDEBLUR_LEVIN")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "levin"
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "levin"

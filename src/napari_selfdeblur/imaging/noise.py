@@ -12,6 +12,10 @@ import math
 
 import numpy as np
 
+#: Noise levels below this ([0, 1] units) are raised to it when a regularisation strength is derived
+#: from the noise, so that a noise-free synthetic image still gets a little regularisation.
+SIGMA_FLOOR = 1e-3
+
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
     """Standard deviation of additive Gaussian noise in a 2-D image, in the image's units."""
@@ -25,3 +29,12 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     )  # fmt: skip
     h, w = x.shape
     return float(math.sqrt(math.pi / 2) * np.abs(f).sum() / (6 * (h - 2) * (w - 2)))
+
+
+def wiener_strength(sigma: float) -> float:
+    """Default gradient-penalty weight of :func:`wiener_filter` for noise ``sigma`` ([0, 1] units).
+
+    A power law fitted by ``benchmarks/calibrate_nonblind.py`` on natural photographs blurred by
+    random shake kernels (not the Levin set).
+    """
+    return 25.0 * max(sigma, SIGMA_FLOOR) ** 1.66

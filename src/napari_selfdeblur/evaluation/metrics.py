@@ -34,7 +34,7 @@ def ssim(
     """
     import torch
 
-    from .losses import ssim as ssim_torch
+    from ..engine.losses import ssim as ssim_torch
 
     x = torch.from_numpy(np.asarray(estimate, np.float64))[None, None]
     y = torch.from_numpy(np.asarray(truth, np.float64))[None, None]

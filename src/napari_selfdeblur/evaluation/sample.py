@@ -11,12 +11,12 @@ from importlib import resources
 
 import numpy as np
 
-from .physics import convolve_same
+from ..engine.physics import convolve_same
 
 
 def motion_kernel() -> np.ndarray:
     """The bundled 15x15 camera-shake PSF (float64, unit sum)."""
-    text = resources.files(__package__).joinpath("data/motion_kernel_15.txt").read_text()
+    text = resources.files("napari_selfdeblur").joinpath("data/motion_kernel_15.txt").read_text()
     k = np.loadtxt(text.splitlines())
     return k / k.sum()
 

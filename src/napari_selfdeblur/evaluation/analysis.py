@@ -95,8 +95,8 @@ def spectral_study(
     ``image`` and ``truth`` are 2-D; other keyword arguments go to ``deblur`` (preset,
     iterations, seed, device).
     """
-    from .api import deblur
-    from .image import Intensity
+    from ..engine.api import deblur
+    from ..imaging.image import Intensity
 
     snaps = sorted({int(s) for s in snapshots if int(s) > 0})
     if not snaps:
@@ -208,10 +208,10 @@ def loss_landscape(
     import torch
     from torch.func import functional_call
 
-    from .device import resolve_device
-    from .losses import ssim
-    from .physics import select_blur
-    from .solver import build_generators
+    from ..engine.device import resolve_device
+    from ..engine.losses import ssim
+    from ..engine.physics import select_blur
+    from ..engine.solver import build_generators
 
     dev = resolve_device(device)
     y = np.asarray(image, dtype=np.float32)
@@ -299,7 +299,7 @@ def seed_study(
 
     Integer images are scaled by their dtype's maximum; float images must be in [0, 1].
     """
-    from .api import deblur, resolve_config
+    from ..engine.api import deblur, resolve_config
     from .metrics import kernel_similarity, levin_score
 
     rows = []
@@ -373,7 +373,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    from .fileio import atomic_path
+    from ..fileio import atomic_path
 
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -382,7 +382,7 @@ def _save(fig, path: Path) -> None:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    from .fileio import atomic_path
+    from ..fileio import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import DeblurConfig
+from ..config import DeblurConfig
+from ..errors import OutOfMemoryError
 from .device import deterministic_cudnn, is_out_of_memory
-from .errors import OutOfMemoryError
 from .losses import ssim, total_variation
 from .networks import ImageGenerator, KernelGenerator
 from .physics import centroid_offset, crop_latent, latent_shape, select_blur, shift_kernel
@@ -178,7 +178,7 @@ class _Checkpoint:
         return state if state.get("fingerprint") == self.fingerprint else None
 
     def save(self, state: dict) -> None:
-        from .fileio import atomic_path
+        from ..fileio import atomic_path
 
         with atomic_path(self.path) as tmp:
             torch.save({"fingerprint": self.fingerprint, **state}, tmp)
@@ -410,7 +410,7 @@ def _warm_start(gx, gk, zx, zk, x_target, k_target, cfg, kernel_shape, image_sha
     ``init="noblur"`` uses the blurry image and a small Gaussian; coarse-to-fine runs use the
     previous level's latent and kernel, upsampled.
     """
-    from .config import INIT_KERNEL_LR
+    from ..config import INIT_KERNEL_LR
 
     k_target = k_target.reshape(-1)
     opt_x = torch.optim.Adam(gx.parameters(), lr=cfg.lr_image)

@@ -9,10 +9,11 @@ an image.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 
 def _odd(n: float) -> int:
@@ -93,6 +94,54 @@ def shake_psf(size: int, seed: int = 0, steps: int = 400) -> np.ndarray:
     pts -= pts.mean(0)
     pts *= (size // 2 - 1) / max(float(np.abs(pts).max()), 1e-9)
     return rasterize_path(pts + size // 2, size)
+
+
+def prepare_kernel(kernel: np.ndarray, name: str = "kernel") -> np.ndarray:
+    """Check one PSF and return it float64, odd-sized and with unit sum.
+
+    Small negative lobes (at most 5 % of the total mass, as estimated kernels can have) are
+    clipped with a warning; an even-sized kernel gets a zero row/column at the bottom/right so
+    its centre stays at (kh // 2, kw // 2).
+    """
+    k = np.asarray(kernel)
+    if k.size == 0:
+        raise InvalidInputError(f"{name} is empty (shape {k.shape})")
+    if k.ndim != 2:
+        raise InvalidInputError(f"{name} must be 2-D, got shape {k.shape}")
+    if not (np.issubdtype(k.dtype, np.number) or k.dtype == np.bool_):
+        raise InvalidInputError(f"{name} has dtype {k.dtype}; a real-valued kernel is needed")
+    k = k.astype(np.float64)
+    if not np.isfinite(k).all():
+        raise InvalidInputError(f"{name} contains NaN or infinite values")
+    positive = k.clip(min=0).sum()
+    negative = -k.clip(max=0).sum()
+    if positive <= 0 or k.sum() <= 0:
+        raise InvalidInputError(f"{name} sums to {k.sum():g}; a PSF must have a positive sum")
+    if negative > 0:
+        if negative > 0.05 * positive:
+            raise InvalidInputError(
+                f"{name} has large negative values ({negative / positive:.0%} of its positive "
+                "mass); a PSF must be non-negative"
+            )
+        warnings.warn(f"{name}: clipped small negative values to 0", stacklevel=3)
+        k = k.clip(min=0)
+    k = np.pad(k, ((0, 1 - k.shape[0] % 2), (0, 1 - k.shape[1] % 2)))
+    return k / k.sum()
+
+
+def prepare_kernels(kernel: np.ndarray, stack_shape: tuple[int, ...]) -> list[np.ndarray]:
+    """One checked PSF (a 2-D kernel) or one per plane (shape ``(*stack_shape, kh, kw)``)."""
+    kern = np.asarray(kernel)
+    if kern.ndim == 2:
+        return [prepare_kernel(kern)]
+    if kern.ndim >= 3 and tuple(kern.shape[:-2]) == tuple(stack_shape):
+        flat = kern.reshape((-1, *kern.shape[-2:]))
+        return [prepare_kernel(k, f"kernel of plane {i}") for i, k in enumerate(flat)]
+    raise InvalidInputError(
+        f"kernel shape {kern.shape} does not fit an image with stack shape {tuple(stack_shape)}: "
+        f"give one 2-D kernel or one per plane, shape {(*stack_shape, 'kh', 'kw')}"
+    )
+
 
 
 PSF_SHAPES = {"gaussian": gaussian_psf, "disk": disk_psf, "motion": motion_psf}

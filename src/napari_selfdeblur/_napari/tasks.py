@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .errors import InvalidInputError
-from .image import Intensity
-from .refine import DEFAULT_METHOD, prepare_kernels, split_planes
+from ..errors import InvalidInputError
+from ..imaging.image import Intensity
+from ..imaging.layout import split_planes
+from ..imaging.psf import prepare_kernels
+from ..nonblind import DEFAULT_METHOD
+from ..provenance import header
 
 LayerTuple = tuple[np.ndarray, dict[str, Any], str]
 STACK_MODES = ("per-plane", "refine")
@@ -191,7 +193,7 @@ def blind_task(
     image is then deconvolved with it by ``refine_method``. The latent layer has the input's
     shape, dtype, value range, scale and translate; its metadata describes the run.
     """
-    from .api import check_kernel_size, resolve_config
+    from ..engine.api import check_kernel_size, resolve_config
 
     if stack_mode not in STACK_MODES:
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
@@ -209,8 +211,8 @@ def blind_task(
     blind_planes = list(range(n)) if stack_mode == "per-plane" else [current_plane]
 
     def work(emit, should_stop):
-        from .api import deblur_stack
-        from .refine import refine
+        from ..engine.api import deblur_stack
+        from ..nonblind.api import refine
 
         start = time.perf_counter()
         latent = planes.copy()
@@ -270,8 +272,7 @@ def blind_task(
             cancelled = cancelled or res.cancelled
         runtime = time.perf_counter() - start
         meta: dict[str, Any] = {
-            "package": "napari-selfdeblur",
-            "version": __version__,
+            **header(),
             "source_layer": geometry.name,
             "kernel_size": list(kshape),
             "preset": preset if isinstance(preset, str) else (preset_name or "custom"),
@@ -313,7 +314,7 @@ def refine_task(
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Non-blind deconvolution of a layer's data; returns ``[refined layer]``."""
-    from .refine import refine
+    from ..nonblind.api import refine
 
     planes, lead = _planes(data, geometry.rgb)
     n = planes.shape[0]

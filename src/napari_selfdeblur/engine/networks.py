@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ImageNetConfig, KernelNetConfig
+from ..config import ImageNetConfig, KernelNetConfig
 
 
 def reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .config import DeblurConfig, get_preset
+from ..config import DeblurConfig, get_preset
+from ..errors import InvalidInputError
+from ..imaging.image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
+from ..imaging.noise import estimate_noise_sigma
+from ..provenance import header
 from .diagnostics import Diagnosis, diagnose
-from .errors import InvalidInputError
-from .image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
-from .noise import estimate_noise_sigma
 from .physics import latent_shape, parse_kernel_size
 from .solver import Progress
 
@@ -55,8 +55,7 @@ class DeblurResult:
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description of the run (parameters, seed, device, noise, loss, runtime)."""
         return {
-            "package": "napari-selfdeblur",
-            "version": __version__,
+            **header(),
             "kernel_size": list(self.kernel.shape),
             "seed": self.seed,
             "device": self.device,
@@ -360,13 +359,13 @@ def _color_latent(
     """Recombine the deblurred luminance with non-blind deconvolved chroma (and alpha)."""
     import torch
 
-    from .nonblind import wiener
-    from .refine import METHODS
+    from ..imaging.fourier import wiener_filter
+    from ..imaging.noise import wiener_strength
 
     # Chroma carries little detail: the closed-form Wiener filter (padded, tapered) is enough.
-    strength = METHODS["wiener"].strength_rule(sigma)
+    strength = wiener_strength(sigma)
     chroma = torch.from_numpy(np.moveaxis(ycc[..., 1:], -1, 0).copy())
-    chroma = wiener(chroma, torch.from_numpy(kernel.astype(np.float64)), strength).numpy()
+    chroma = wiener_filter(chroma, torch.from_numpy(kernel.astype(np.float64)), strength).numpy()
     out = np.stack([luma.astype(np.float64), chroma[0], chroma[1]], axis=-1)
     rgb = np.clip(ycbcr_to_rgb(out), 0, 1)
     if unit.shape[-1] == 4:

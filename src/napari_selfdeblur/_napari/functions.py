@@ -15,7 +15,7 @@ def refine_image(
     ``strength`` 0 means: derive it from each plane's noise level. ``method`` is one of
     hyper-laplacian, sparse, wiener, richardson-lucy, deep-prior.
     """
-    from .refine import refine
+    from ..nonblind.api import refine
 
     params = {"strength": strength} if strength > 0 else {}
     return refine(np.asarray(image), np.asarray(kernel), method, rgb=False, **params).image

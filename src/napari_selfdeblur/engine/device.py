@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import torch
 
-from .config import DEVICE_CHOICES
-from .errors import DeviceError
+from ..config import DEVICE_CHOICES
+from ..errors import DeviceError
 
 
 def _mps_available() -> bool:

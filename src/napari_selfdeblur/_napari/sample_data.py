@@ -7,7 +7,7 @@ from typing import Any
 
 def blurred_sample_layers() -> list[tuple[Any, dict[str, Any], str]]:
     """Layer tuples: blurry image, sharp ground truth (hidden) and the true PSF."""
-    from .sample import blurred_sample
+    from ..evaluation.sample import blurred_sample
 
     s = blurred_sample((192, 192))
     return [

@@ -1,0 +1,259 @@
+"""Non-blind refinement: deconvolve images and stacks with a known or estimated kernel.
+
+One :class:`Method` description per algorithm (name, parameters with defaults, ranges and help)
+drives the API (:func:`refine`), the CLI (``selfdeblur refine``) and the napari widget. Every
+method's ``strength`` means the same thing: the weight of the image prior against the data, so
+larger is smoother; left unset it is derived from the noise level estimated on each plane.
+
+Layouts: (H, W) grey, (H, W, 3|4) RGB(A), and stacks (..., H, W) or (..., H, W, 3|4). Each
+image (plane) is processed on its own (its own intensity mapping, noise estimate and default
+strength), so a stack gives the same planes as calls on its planes one by one. RGB channels are
+deconvolved with the same kernel; alpha passes through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..imaging.image import Intensity
+from ..imaging.layout import split_planes
+from ..imaging.noise import estimate_noise_sigma
+from ..imaging.psf import prepare_kernels
+from . import DEFAULT_METHOD, get_method
+
+# -- the methods ---------------------------------------------------------------------------------
+# Strength rules a * max(sigma, SIGMA_FLOOR)**p: power laws fitted by
+# benchmarks/calibrate_nonblind.py
+# to the best strengths on natural photographs (scikit-image) blurred by random shake kernels at
+# noise levels 0.001-0.03 (not the Levin set). Richardson-Lucy's TV weight was not calibrated.
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+
+
+
+
+
+
+
+
+def _is_blank(plane: np.ndarray, is_rgb: bool) -> bool:
+    values = plane[..., :3] if is_rgb else plane
+    return values.size > 0 and bool(np.all(values == values.flat[0]))
+
+
+# -- API -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefineProgress:
+    """What a refinement callback receives: planes finished and the step within the batch."""
+
+    planes_done: int
+    planes_total: int
+    step: int
+    steps: int
+
+
+@dataclass
+class RefineResult:
+    """Outcome of :func:`refine`: ``image`` has the input's shape, dtype and value range.
+
+    ``strengths`` and ``noise_sigmas`` ([0, 1] units of each plane) hold one value per plane.
+    A cancelled run returns the planes finished so far, the rest unchanged (``planes_done``).
+    """
+
+    image: np.ndarray
+    method: str
+    params: dict[str, Any]
+    strengths: list[float | None]
+    noise_sigmas: list[float]
+    planes_done: int
+    planes_total: int
+    runtime_s: float
+    device: str
+    cancelled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        from ..provenance import header
+
+        return {
+            **header(),
+            "method": self.method,
+            "params": self.params,
+            "strengths": self.strengths,
+            "noise_sigmas": self.noise_sigmas,
+            "planes_done": self.planes_done,
+            "planes_total": self.planes_total,
+            "cancelled": self.cancelled,
+            "runtime_s": round(self.runtime_s, 3),
+            "device": self.device,
+            **self.extra,
+        }
+
+
+def refine(
+    image: np.ndarray,
+    kernel: np.ndarray,
+    method: str = DEFAULT_METHOD,
+    *,
+    rgb: bool | None = None,
+    device: str = "cpu",
+    callback: Callable[[RefineProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_batch_bytes: int = 512 * 2**20,
+    **params: Any,
+) -> RefineResult:
+    """Deconvolve ``image`` (2-D, RGB(A) or a stack) with the PSF ``kernel``.
+
+    Parameters
+    ----------
+    image
+        (H, W), (H, W, 3|4) or a stack (..., H, W) / (..., H, W, 3|4); any real dtype.
+        ``rgb`` says whether the last axis is colour (default: when it has 3 or 4 entries).
+    kernel
+        The PSF (blurry = convolve(sharp, kernel), centred at (kh // 2, kw // 2)), normalised to
+        unit sum; or a stack of kernels with the image's stack shape, one per plane.
+    method, params
+        A name from :data:`METHODS` and its parameters, e.g. ``strength=1e-3``.
+    device
+        ``cpu``, ``cuda[:N]``, ``mps`` or ``auto``.
+    callback, should_stop
+        Progress reporting and cancellation; a cancelled run keeps the planes finished so far.
+    max_batch_bytes
+        Bounds the memory of one batch of planes processed together.
+    """
+    import torch
+
+    from ..engine.device import is_out_of_memory, resolve_device
+    from ..errors import OutOfMemoryError
+    from ..imaging.image import check_image
+
+    spec = get_method(method)
+    values = spec.resolve(params)
+    arr = np.asarray(image)
+    planes, stack_shape, is_rgb = split_planes(arr, rgb)
+    n_planes = planes.shape[0]
+    plane_shape = planes.shape[1:]
+    h, w = plane_shape[:2]
+    kernels = prepare_kernels(kernel, stack_shape)
+    kh, kw = kernels[0].shape
+    if kh > h or kw > w:
+        raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")
+
+    # Per plane: checks, intensity map, noise level, strength. In a stack, constant (blank)
+    # planes have nothing to deconvolve and pass through unchanged.
+    maps, units, sigmas, strengths, todo = [], [], [], [], []
+    for i, plane in enumerate(planes):
+        if n_planes > 1 and _is_blank(plane, is_rgb):
+            maps.append(None)
+            units.append(None)
+            sigmas.append(0.0)
+            strengths.append(None)
+            continue
+        label = "image" if n_planes == 1 else f"plane {i} of the image"
+        checked = check_image(plane, name=label)
+        intensity = Intensity.of(checked[..., :3] if is_rgb else checked)
+        unit = intensity.to_unit(checked).astype(np.float64)
+        grey = unit[..., :3].mean(-1) if is_rgb else unit
+        sigma = estimate_noise_sigma(grey) if min(h, w) >= 3 else 0.0
+        strength = values.get("strength")
+        if strength is None and spec.strength_rule is not None:
+            strength = float(spec.strength_rule(sigma))
+        maps.append(intensity)
+        units.append(unit)
+        sigmas.append(float(sigma))
+        strengths.append(strength)
+        todo.append(i)
+
+    dev = resolve_device(device)
+    channels = 3 if is_rgb else 1
+    # Work items: (plane, channel); a batch holds planes sharing one kernel.
+    items = [(i, c) for i in todo for c in range(channels)]
+    latent_px = (h + kh - 1) * (w + kw - 1)
+    per_item = latent_px * 8 * 48  # float64 arrays the heaviest method (sparse) keeps alive
+    batch = max(1, int(max_batch_bytes // per_item)) if spec.batched else len(items)
+    if len(kernels) > 1:
+        batch = min(batch, channels)
+    outputs = {i: units[i].copy() for i in todo}
+    channels_done = dict.fromkeys(todo, 0)
+    finished = n_planes - len(todo)  # blank planes are done from the start
+    cancelled = False
+    start = time.perf_counter()
+    try:
+        for pos in range(0, len(items), batch):
+            chunk = items[pos : pos + batch]
+            psf = torch.from_numpy(kernels[chunk[0][0]] if len(kernels) > 1 else kernels[0])
+            stack = np.stack([units[i][..., c] if is_rgb else units[i] for i, c in chunk])
+            y = torch.from_numpy(stack).to(dev)
+            stop = {"now": False}
+
+            def step(done: int, total: int, stop=stop, finished=finished) -> bool:
+                if callback is not None:
+                    callback(RefineProgress(finished, n_planes, done, total))
+                stop["now"] = bool(should_stop is not None and should_stop())
+                return stop["now"]
+
+            est = spec.run(y, psf.to(dev), [strengths[i] or 0.0 for i, _ in chunk], values,
+                           step, dev)  # fmt: skip
+            if stop["now"]:
+                cancelled = True
+                break
+            est = est.detach().to("cpu", torch.float64).numpy()
+            for (i, c), plane in zip(chunk, est, strict=True):
+                if is_rgb:
+                    outputs[i][..., c] = plane
+                else:
+                    outputs[i] = plane
+                channels_done[i] += 1
+                finished += channels_done[i] == channels
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise OutOfMemoryError(
+                f"{dev.type.upper()} ran out of memory refining {n_planes} plane(s) of {h}x{w} "
+                f"with a {kh}x{kw} kernel; lower max_batch_bytes, crop, or use the CPU"
+            ) from exc
+        raise
+    result = np.array(arr, copy=True)
+    out_planes = result.reshape((n_planes, *plane_shape))
+    for i in todo:
+        if channels_done[i] == channels:
+            out_planes[i] = maps[i].from_unit(outputs[i])
+    return RefineResult(
+        image=result,
+        method=spec.name,
+        params={k: v for k, v in values.items() if k != "strength"},
+        strengths=strengths,
+        noise_sigmas=sigmas,
+        planes_done=finished,
+        planes_total=n_planes,
+        runtime_s=time.perf_counter() - start,
+        device=str(dev),
+        cancelled=cancelled,
+    )

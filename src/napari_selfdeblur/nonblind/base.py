@@ -1,0 +1,100 @@
+"""What every non-blind method shares: its description (:class:`Method`, :class:`Param`) and the
+progress hook of its iterations.
+
+Every method's ``strength`` means the same thing: the weight of the image prior against the data,
+so larger is smoother; left unset it is derived from each plane's noise level by the method's
+``strength_rule``. This module imports neither torch nor napari.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInputError
+
+#: ``step(done, total)`` is called after each step of an iterative method and returns whether to
+#: stop (cancel); the methods then return their current iterate.
+StepHook = Callable[[int, int], bool]
+
+
+def no_hook(done: int, total: int) -> bool:
+    """A :data:`StepHook` that never stops."""
+    return False
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of a method: what the CLI option and the widget control show."""
+
+    name: str
+    kind: type
+    default: Any  # None for "derived from the noise level"
+    low: float | None = None
+    high: float | None = None
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+
+    def check(self, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            value = self.kind(value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"parameter {self.name!r} must be {self.kind.__name__}, got {value!r}"
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise InvalidInputError(f"{self.name} must be one of {self.choices}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"{self.name} must be finite, got {value}")
+        if self.low is not None and value < self.low:
+            raise InvalidInputError(f"{self.name} must be >= {self.low}, got {value}")
+        if self.high is not None and value > self.high:
+            raise InvalidInputError(f"{self.name} must be <= {self.high}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Method:
+    """A non-blind deconvolution method as users see it.
+
+    ``strength_rule`` maps the noise level sigma ([0, 1] units) to the default strength.
+    ``run(planes, psf, strengths, params, step, device)`` deconvolves an (N, H, W) float64 batch
+    in [0, 1] with one strength per plane and returns the batch; ``step(done, total)`` reports
+    progress and returns True to stop. ``batched`` methods take several planes at once.
+    """
+
+    name: str
+    label: str
+    help: str
+    params: tuple[Param, ...]
+    strength_rule: Callable[[float], float] | None
+    run: Callable[..., Any]
+    batched: bool = True
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Checked parameters with defaults filled in (``strength`` may stay None)."""
+        unknown = set(values) - {p.name for p in self.params}
+        if unknown:
+            raise InvalidInputError(
+                f"method {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
+                f"it takes {', '.join(p.name for p in self.params) or 'none'}"
+            )
+        return {p.name: p.check(values.get(p.name, p.default)) for p in self.params}
+
+
+def strength_param(help_text: str, high: float = 10.0) -> Param:
+    return Param("strength", float, None, 0.0, high, help_text)
+
+
+def per_plane(strengths, planes):
+    return planes.new_tensor(strengths)[:, None, None]
