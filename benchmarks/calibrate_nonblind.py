@@ -74,8 +74,16 @@ def main() -> None:
                 params = spec.resolve({})
                 out = spec.run(yt, kt, [s], params, lambda d, t: False, torch.device("cpu"))
                 score = psnr(out[0].numpy()[15:-15, 15:-15], sharp[15:-15, 15:-15])
-                rows.append(dict(problem=name, sigma=sigma, sigma_est=round(est, 5),
-                                 method=method, strength=s, psnr=round(score, 3)))  # fmt: skip
+                rows.append(
+                    dict(
+                        problem=name,
+                        sigma=sigma,
+                        sigma_est=round(est, 5),
+                        method=method,
+                        strength=s,
+                        psnr=round(score, 3),
+                    )
+                )
         print(name, f"sigma est {est:.4f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
@@ -88,8 +96,9 @@ def main() -> None:
         for sigma in args.noise:
             sel = [r for r in rows if r["method"] == method and r["sigma"] == sigma]
             sig_est = float(np.mean([r["sigma_est"] for r in sel]))
-            means = {s: np.mean([r["psnr"] for r in sel if r["strength"] == s])
-                     for s in grids[method]}  # fmt: skip
+            means = {
+                s: np.mean([r["psnr"] for r in sel if r["strength"] == s]) for s in grids[method]
+            }
             best = max(means, key=means.get)
             print(f"{method:>16} {sig_est:8.4f} {best:14.2e} {means[best]:7.2f}")
             xs.append(np.log(sig_est))

@@ -25,8 +25,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-FIELDS = ["problem", "spec", "seed", "psnr", "ssim", "kernel_similarity", "psnr_blurry",
-          "runtime_s", "threads", "date"]  # fmt: skip
+FIELDS = [
+    "problem",
+    "spec",
+    "seed",
+    "psnr",
+    "ssim",
+    "kernel_similarity",
+    "psnr_blurry",
+    "runtime_s",
+    "threads",
+    "date",
+]
 
 
 def main() -> None:
@@ -41,8 +51,9 @@ def main() -> None:
     p.add_argument("--specs", nargs="+", default=["demo"])
     p.add_argument("--problems", nargs="+", default=["camera", "astronaut", "coffee"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--out", type=Path,
-                   default=Path(__file__).parent / "results" / "fast_design.csv")  # fmt: skip
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "fast_design.csv"
+    )
     args = p.parse_args()
     done = set()
     if args.out.exists() and args.out.stat().st_size:
@@ -62,30 +73,46 @@ def main() -> None:
                     continue
                 start = time.perf_counter()
                 name, _, length = spec.partition("@")  # "demo@1500": 1500 it., schedule scaled
-                r = deblur(y.astype(np.float32), k.shape, preset=config_from_spec(name),
-                           iterations=int(length) if length else None, seed=seed,
-                           device="cpu")  # fmt: skip
+                r = deblur(
+                    y.astype(np.float32),
+                    k.shape,
+                    preset=config_from_spec(name),
+                    iterations=int(length) if length else None,
+                    seed=seed,
+                    device="cpu",
+                )
                 runtime = time.perf_counter() - start
                 score = levin_score(r.latent, sharp)
-                row = dict(problem=problem, spec=spec, seed=seed, psnr=round(score.psnr, 3),
-                           ssim=round(score.ssim, 4),
-                           kernel_similarity=round(kernel_similarity(r.kernel, k), 3),
-                           psnr_blurry=round(base, 3), runtime_s=round(runtime, 1),
-                           threads=torch.get_num_threads(),
-                           date=dt.date.today().isoformat())  # fmt: skip
+                row = dict(
+                    problem=problem,
+                    spec=spec,
+                    seed=seed,
+                    psnr=round(score.psnr, 3),
+                    ssim=round(score.ssim, 4),
+                    kernel_similarity=round(kernel_similarity(r.kernel, k), 3),
+                    psnr_blurry=round(base, 3),
+                    runtime_s=round(runtime, 1),
+                    threads=torch.get_num_threads(),
+                    date=dt.date.today().isoformat(),
+                )
                 with args.out.open("a", newline="") as f:
                     csv.DictWriter(f, fieldnames=FIELDS).writerow(row)
-                print(f"{problem:>10} {spec:<50} seed {seed}: {row['psnr']:6.2f} dB "
-                      f"(blurry {base:5.2f}), kernel {row['kernel_similarity']:.3f}, "
-                      f"{runtime:6.1f} s", flush=True)  # fmt: skip
+                print(
+                    f"{problem:>10} {spec:<50} seed {seed}: {row['psnr']:6.2f} dB "
+                    f"(blurry {base:5.2f}), kernel {row['kernel_similarity']:.3f}, "
+                    f"{runtime:6.1f} s",
+                    flush=True,
+                )
     with args.out.open() as f:
         rows = list(csv.DictReader(f))
     print(f"\n{'spec':<50} {'runs':>4} {'PSNR':>7} {'kernel':>7} {'s/run':>7}")
     for spec in dict.fromkeys(r["spec"] for r in rows):
         sel = [r for r in rows if r["spec"] == spec]
-        print(f"{spec:<50} {len(sel):4d} {np.mean([float(r['psnr']) for r in sel]):7.2f} "
-              f"{np.mean([float(r['kernel_similarity']) for r in sel]):7.3f} "
-              f"{np.mean([float(r['runtime_s']) for r in sel]):7.1f}")  # fmt: skip
+        print(
+            f"{spec:<50} {len(sel):4d} {np.mean([float(r['psnr']) for r in sel]):7.2f} "
+            f"{np.mean([float(r['kernel_similarity']) for r in sel]):7.3f} "
+            f"{np.mean([float(r['runtime_s']) for r in sel]):7.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,29 @@ from napari_selfdeblur.evaluation.datasets import SUBSETS, default_levin_root, l
 from napari_selfdeblur.evaluation.metrics import error_ratio, kernel_similarity, levin_score
 
 FIELDS = [
-    "name", "preset", "iterations", "seed", "kernel_size", "psnr", "ssim", "error_ratio",
-    "kernel_similarity", "psnr_blurry", "runtime_s", "device", "machine", "version", "date",
-    "refine_method", "psnr_refined", "ssim_refined", "final_loss", "kernel_support_px",
-    "latent_change", "flags",
-]  # fmt: skip
+    "name",
+    "preset",
+    "iterations",
+    "seed",
+    "kernel_size",
+    "psnr",
+    "ssim",
+    "error_ratio",
+    "kernel_similarity",
+    "psnr_blurry",
+    "runtime_s",
+    "device",
+    "machine",
+    "version",
+    "date",
+    "refine_method",
+    "psnr_refined",
+    "ssim_refined",
+    "final_loss",
+    "kernel_support_px",
+    "latent_change",
+    "flags",
+]
 # Files written before the last four columns existed are appended to with their own header.
 OLD_FIELDS = FIELDS[:-4]
 
@@ -66,8 +84,11 @@ def save_montage(rows: list[tuple[str, np.ndarray, np.ndarray]], path: Path) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="paper",
-                   help="a preset, optionally with fields changed: demo:init=noblur")
+    p.add_argument(
+        "--preset",
+        default="paper",
+        help="a preset, optionally with fields changed: demo:init=noblur",
+    )
     p.add_argument("--subset", default="levin-8", choices=sorted(SUBSETS))
     p.add_argument("--kernel-size", default="reference", help="'reference' or an odd integer")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -75,12 +96,19 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--data", type=Path, default=default_levin_root())
-    p.add_argument("--refine", default=None,
-                   help="also deconvolve the blurry image with the estimated kernel by this "
-                   "non-blind method (e.g. sparse) and score it")  # fmt: skip
-    p.add_argument("--checkpoint-every", type=int, default=100,
-                   help="save the optimiser state every N iterations (0: never) so that an "
-                   "interrupted image resumes where it stopped")  # fmt: skip
+    p.add_argument(
+        "--refine",
+        default=None,
+        help="also deconvolve the blurry image with the estimated kernel by this "
+        "non-blind method (e.g. sparse) and score it",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        help="save the optimiser state every N iterations (0: never) so that an "
+        "interrupted image resumes where it stopped",
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "levin.csv")
     args = p.parse_args()
 
@@ -94,12 +122,14 @@ def main() -> None:
         with args.out.open() as f:
             header = next(csv.reader(f), [])
         if header not in (FIELDS, OLD_FIELDS):
-            raise SystemExit(f"{args.out} has other columns than this script writes; "
-                             "give another --out")  # fmt: skip
+            raise SystemExit(
+                f"{args.out} has other columns than this script writes; give another --out"
+            )
         with args.out.open() as f:
             for row in csv.DictReader(f):
-                done.add((row["name"], row["preset"], row["iterations"], row["seed"],
-                          row["kernel_size"]))  # fmt: skip
+                done.add(
+                    (row["name"], row["preset"], row["iterations"], row["seed"], row["kernel_size"])
+                )
     else:
         header = FIELDS
     montage, summary = [], []
@@ -109,8 +139,11 @@ def main() -> None:
         if new_file:
             writer.writeheader()
         for case in cases:
-            ks = case.reference_kernel_size if args.kernel_size == "reference" else int(
-                args.kernel_size)  # fmt: skip
+            ks = (
+                case.reference_kernel_size
+                if args.kernel_size == "reference"
+                else int(args.kernel_size)
+            )
             known = levin_score(known_kernel_baseline(case), case.sharp)
             psnr_blurry = round(levin_score(case.blurry, case.sharp).psnr, 3)
             for seed in args.seeds:
@@ -125,43 +158,68 @@ def main() -> None:
                     if ckpt.exists():
                         print(f"{case.name} seed {seed}: resuming from {ckpt}")
                 start = time.perf_counter()
-                r = deblur(case.blurry.astype(np.float32), ks, preset=config_from_spec(args.preset),
-                           iterations=args.iterations, seed=seed, device=args.device,
-                           checkpoint=ckpt, checkpoint_every=args.checkpoint_every)  # fmt: skip
+                r = deblur(
+                    case.blurry.astype(np.float32),
+                    ks,
+                    preset=config_from_spec(args.preset),
+                    iterations=args.iterations,
+                    seed=seed,
+                    device=args.device,
+                    checkpoint=ckpt,
+                    checkpoint_every=args.checkpoint_every,
+                )
                 # Runtime of this process only; a resumed run adds the earlier sessions' time.
                 runtime = time.perf_counter() - start + r.extra.get("resumed_runtime_s", 0.0)
                 score = levin_score(r.latent, case.sharp)
                 row = dict(
-                    name=case.name, preset=args.preset, iterations=result_iters, seed=seed,
-                    kernel_size=ks, psnr=round(score.psnr, 3), ssim=round(score.ssim, 4),
+                    name=case.name,
+                    preset=args.preset,
+                    iterations=result_iters,
+                    seed=seed,
+                    kernel_size=ks,
+                    psnr=round(score.psnr, 3),
+                    ssim=round(score.ssim, 4),
                     error_ratio=round(error_ratio(score, known), 3),
                     kernel_similarity=round(kernel_similarity(r.kernel, case.psf), 3),
                     psnr_blurry=psnr_blurry,
-                    runtime_s=round(runtime, 1), device=r.device, machine=machine,
-                    version=__version__, date=dt.date.today().isoformat(),
+                    runtime_s=round(runtime, 1),
+                    device=r.device,
+                    machine=machine,
+                    version=__version__,
+                    date=dt.date.today().isoformat(),
                     final_loss=f"{r.final_loss:.6g}",
-                )  # fmt: skip
+                )
                 if r.diagnosis is not None:
-                    row.update(kernel_support_px=round(r.diagnosis.kernel_support_px, 2),
-                               latent_change=round(r.diagnosis.latent_change, 4),
-                               flags="+".join(r.diagnosis.flags))  # fmt: skip
+                    row.update(
+                        kernel_support_px=round(r.diagnosis.kernel_support_px, 2),
+                        latent_change=round(r.diagnosis.latent_change, 4),
+                        flags="+".join(r.diagnosis.flags),
+                    )
                 if args.refine:
                     from napari_selfdeblur.nonblind.api import refine
 
                     refined = refine(case.blurry, r.kernel, args.refine).image
                     rscore = levin_score(refined, case.sharp)
-                    row.update(refine_method=args.refine, psnr_refined=round(rscore.psnr, 3),
-                               ssim_refined=round(rscore.ssim, 4))  # fmt: skip
+                    row.update(
+                        refine_method=args.refine,
+                        psnr_refined=round(rscore.psnr, 3),
+                        ssim_refined=round(rscore.ssim, 4),
+                    )
                 writer.writerow(row)
                 f.flush()
                 summary.append(row)
                 montage.append((f"{case.name} s{seed}", r.latent, r.kernel))
-                extra = (f", refined by {args.refine} {row['psnr_refined']:.2f} dB"
-                         if args.refine else "")  # fmt: skip
-                print(f"{case.name} seed {seed}: PSNR {row['psnr']:.2f} dB (blurry "
-                      f"{row['psnr_blurry']:.2f}), SSIM {row['ssim']:.4f}, kernel sim "
-                      f"{row['kernel_similarity']:.3f}, {runtime:.0f} s{extra}",
-                      flush=True)  # fmt: skip
+                extra = (
+                    f", refined by {args.refine} {row['psnr_refined']:.2f} dB"
+                    if args.refine
+                    else ""
+                )
+                print(
+                    f"{case.name} seed {seed}: PSNR {row['psnr']:.2f} dB (blurry "
+                    f"{row['psnr_blurry']:.2f}), SSIM {row['ssim']:.4f}, kernel sim "
+                    f"{row['kernel_similarity']:.3f}, {runtime:.0f} s{extra}",
+                    flush=True,
+                )
     if summary:
         keys = ["psnr", "ssim", "error_ratio", "kernel_similarity", "psnr_blurry", "runtime_s"]
         if args.refine:

@@ -26,13 +26,17 @@ import numpy as np
 from _rows import append_rows, read_rows
 from napari_selfdeblur import deblur
 from napari_selfdeblur.config import DeblurConfig, config_from_spec
-from napari_selfdeblur.engine.api import restart_probe_length
+from napari_selfdeblur.engine.restarts import restart_probe_length
 from napari_selfdeblur.evaluation.datasets import SUBSETS, default_levin_root, levin_cases
 
 
 def probe_loss(
-    blurry: np.ndarray, kernel_size: int, preset: str | DeblurConfig, seed: int,
-    probe: int | None, device: str = "auto",
+    blurry: np.ndarray,
+    kernel_size: int,
+    preset: str | DeblurConfig,
+    seed: int,
+    probe: int | None,
+    device: str = "auto",
 ) -> tuple[int, float]:
     """(probe iterations, loss after them) for one seed, as ``restarts`` measures it."""
     cfg = config_from_spec(preset) if isinstance(preset, str) else preset
@@ -43,8 +47,16 @@ def probe_loss(
         if not p.stage:
             done["it"] = p.iteration - (p.total - cfg.iterations)
 
-    r = deblur(blurry, kernel_size, preset=cfg, seed=seed, device=device, callback=track,
-               callback_every=1, should_stop=lambda: done["it"] >= probe)  # fmt: skip
+    r = deblur(
+        blurry,
+        kernel_size,
+        preset=cfg,
+        seed=seed,
+        device=device,
+        callback=track,
+        callback_every=1,
+        should_stop=lambda: done["it"] >= probe,
+    )
     if done["it"] != probe or not r.history:
         raise RuntimeError(f"the probe stopped after {done['it']} of {probe} iterations")
     return probe, float(r.history[-1][1])
@@ -62,16 +74,25 @@ def compare(probes: list[dict], study: list[dict]) -> list[dict]:
         s = finished.get((p["name"], int(p["seed"])))
         if s is not None:
             by_image.setdefault(p["name"], []).append(
-                (float(p["probe_loss"]), float(s["final_loss"]), float(s["psnr"]), int(p["seed"])))
+                (float(p["probe_loss"]), float(s["final_loss"]), float(s["psnr"]), int(p["seed"]))
+            )
     out = []
     for name, runs in sorted(by_image.items()):
         pick = min(runs, key=lambda x: x[0])
         by_final = min(runs, key=lambda x: x[1])
-        out.append(dict(name=name, seeds=len(runs), probe_pick=pick[3], psnr_probe_pick=pick[2],
-                        final_pick=by_final[3], psnr_final_pick=by_final[2],
-                        psnr_mean=float(np.mean([x[2] for x in runs])),
-                        psnr_worst=min(x[2] for x in runs),
-                        psnr_best=max(x[2] for x in runs)))  # fmt: skip
+        out.append(
+            dict(
+                name=name,
+                seeds=len(runs),
+                probe_pick=pick[3],
+                psnr_probe_pick=pick[2],
+                final_pick=by_final[3],
+                psnr_final_pick=by_final[2],
+                psnr_mean=float(np.mean([x[2] for x in runs])),
+                psnr_worst=min(x[2] for x in runs),
+                psnr_best=max(x[2] for x in runs),
+            )
+        )
     return out
 
 
@@ -80,8 +101,12 @@ def main() -> None:
     p.add_argument("--preset", default="fast:init=random")
     p.add_argument("--images", nargs="+", required=True, help="Levin names, e.g. im4_kernel7")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--probe", type=int, default=None,
-                   help="probe length in full-size iterations (default: a tenth, as restarts)")
+    p.add_argument(
+        "--probe",
+        type=int,
+        default=None,
+        help="probe length in full-size iterations (default: a tenth, as restarts)",
+    )
     p.add_argument("--study", type=Path, required=True, help="levin.py rows of the finished runs")
     p.add_argument("--data", type=Path, default=default_levin_root())
     p.add_argument("--device", default="auto")
@@ -98,12 +123,28 @@ def main() -> None:
             if (case.name, args.preset, str(seed)) in done:
                 continue
             start = time.perf_counter()
-            probe, loss = probe_loss(case.blurry.astype(np.float32), case.reference_kernel_size,
-                                     args.preset, seed, args.probe, args.device)  # fmt: skip
-            append_rows(args.out, [dict(
-                name=case.name, preset=args.preset, seed=seed, probe_iterations=probe,
-                probe_loss=round(loss, 6), runtime_s=round(time.perf_counter() - start, 1),
-                date=dt.date.today().isoformat())])  # fmt: skip
+            probe, loss = probe_loss(
+                case.blurry.astype(np.float32),
+                case.reference_kernel_size,
+                args.preset,
+                seed,
+                args.probe,
+                args.device,
+            )
+            append_rows(
+                args.out,
+                [
+                    dict(
+                        name=case.name,
+                        preset=args.preset,
+                        seed=seed,
+                        probe_iterations=probe,
+                        probe_loss=round(loss, 6),
+                        runtime_s=round(time.perf_counter() - start, 1),
+                        date=dt.date.today().isoformat(),
+                    )
+                ],
+            )
             print(f"{case.name} seed {seed}: probe loss {loss:.6f} after {probe} iterations")
 
     study = [r for r in read_rows(args.study) if r["preset"] == args.preset]
@@ -111,15 +152,21 @@ def main() -> None:
     print("| image | seeds | probe pick (PSNR) | lowest final loss (PSNR) | mean | worst | best |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['seeds']} | {r['probe_pick']} ({r['psnr_probe_pick']:.2f}) | "
-              f"{r['final_pick']} ({r['psnr_final_pick']:.2f}) | {r['psnr_mean']:.2f} | "
-              f"{r['psnr_worst']:.2f} | {r['psnr_best']:.2f} |")  # fmt: skip
+        print(
+            f"| {r['name']} | {r['seeds']} | {r['probe_pick']} ({r['psnr_probe_pick']:.2f}) | "
+            f"{r['final_pick']} ({r['psnr_final_pick']:.2f}) | {r['psnr_mean']:.2f} | "
+            f"{r['psnr_worst']:.2f} | {r['psnr_best']:.2f} |"
+        )
     if rows:
-        mean = {k: np.mean([r[k] for r in rows]) for k in
-                ("psnr_probe_pick", "psnr_final_pick", "psnr_mean", "psnr_best")}  # fmt: skip
-        print(f"mean over {len(rows)} images: probe pick {mean['psnr_probe_pick']:.2f}, "
-              f"lowest final loss {mean['psnr_final_pick']:.2f}, one seed {mean['psnr_mean']:.2f}, "
-              f"best {mean['psnr_best']:.2f} dB")  # fmt: skip
+        mean = {
+            k: np.mean([r[k] for r in rows])
+            for k in ("psnr_probe_pick", "psnr_final_pick", "psnr_mean", "psnr_best")
+        }
+        print(
+            f"mean over {len(rows)} images: probe pick {mean['psnr_probe_pick']:.2f}, "
+            f"lowest final loss {mean['psnr_final_pick']:.2f}, one seed {mean['psnr_mean']:.2f}, "
+            f"best {mean['psnr_best']:.2f} dB"
+        )
 
 
 if __name__ == "__main__":

@@ -41,15 +41,21 @@ def load(paths: list[Path]) -> list[dict]:
         with path.open() as f:
             for r in csv.DictReader(f):
                 flags = set(filter(None, (r.get("flags") or "").split("+")))
-                rows.append(dict(
-                    init=config_from_spec(r["preset"]).init, name=r["name"], seed=int(r["seed"]),
-                    psnr=float(r["psnr"]), psnr_blurry=float(r["psnr_blurry"]),
-                    psnr_refined=float(r["psnr_refined"]) if r.get("psnr_refined") else np.nan,
-                    kernel_similarity=float(r["kernel_similarity"]),
-                    final_loss=float(r["final_loss"]) if r.get("final_loss") else np.nan,
-                    runtime_s=float(r["runtime_s"]), flags=" ".join(sorted(flags)),
-                    no_blur=bool(flags & NO_BLUR_FLAGS),
-                ))  # fmt: skip
+                rows.append(
+                    dict(
+                        init=config_from_spec(r["preset"]).init,
+                        name=r["name"],
+                        seed=int(r["seed"]),
+                        psnr=float(r["psnr"]),
+                        psnr_blurry=float(r["psnr_blurry"]),
+                        psnr_refined=float(r["psnr_refined"]) if r.get("psnr_refined") else np.nan,
+                        kernel_similarity=float(r["kernel_similarity"]),
+                        final_loss=float(r["final_loss"]) if r.get("final_loss") else np.nan,
+                        runtime_s=float(r["runtime_s"]),
+                        flags=" ".join(sorted(flags)),
+                        no_blur=bool(flags & NO_BLUR_FLAGS),
+                    )
+                )
     return rows
 
 
@@ -83,18 +89,29 @@ def summary(rows: list[dict]) -> list[dict]:
         per_image = [[r for r in mine if r["name"] == n] for n in names]
         chosen = [min(g, key=lambda r: r["final_loss"])["psnr"] for g in per_image]
         best = [max(r["psnr"] for r in g) for g in per_image]
-        out.append(dict(
-            init=init, runs=len(mine), seeds=len({r["seed"] for r in mine}), images=len(names),
-            mean=psnr.mean(), std=psnr.std(ddof=1) if len(psnr) > 1 else np.nan,
-            std_within=np.mean([np.std([r["psnr"] for r in g], ddof=1) for g in per_image
-                                if len(g) > 1] or [np.nan]),
-            worst=psnr.min(), gain_worst=min(r["psnr"] - r["psnr_blurry"] for r in mine),
-            no_blur=sum(r["no_blur"] for r in mine), flagged=sum(bool(r["flags"]) for r in mine),
-            near_input=sum(r["psnr"] - r["psnr_blurry"] < NEAR_INPUT_DB for r in mine),
-            lowest_loss=np.mean(chosen), best=np.mean(best),
-            refined=_mean_finite([r["psnr_refined"] for r in mine]),
-            seconds=np.mean([r["runtime_s"] for r in mine]),
-        ))  # fmt: skip
+        out.append(
+            dict(
+                init=init,
+                runs=len(mine),
+                seeds=len({r["seed"] for r in mine}),
+                images=len(names),
+                mean=psnr.mean(),
+                std=psnr.std(ddof=1) if len(psnr) > 1 else np.nan,
+                std_within=np.mean(
+                    [np.std([r["psnr"] for r in g], ddof=1) for g in per_image if len(g) > 1]
+                    or [np.nan]
+                ),
+                worst=psnr.min(),
+                gain_worst=min(r["psnr"] - r["psnr_blurry"] for r in mine),
+                no_blur=sum(r["no_blur"] for r in mine),
+                flagged=sum(bool(r["flags"]) for r in mine),
+                near_input=sum(r["psnr"] - r["psnr_blurry"] < NEAR_INPUT_DB for r in mine),
+                lowest_loss=np.mean(chosen),
+                best=np.mean(best),
+                refined=_mean_finite([r["psnr_refined"] for r in mine]),
+                seconds=np.mean([r["runtime_s"] for r in mine]),
+            )
+        )
     return out
 
 
@@ -103,29 +120,40 @@ def main() -> None:
     p.add_argument("csv", type=Path, nargs="+")
     p.add_argument("--all", action="store_true", help="also use rows without a partner")
     p.add_argument("--plot", type=Path, help="write seeds.png and seeds.csv into this folder")
-    p.add_argument("--data", type=Path, default=default_levin_root(),
-                   help="the Levin folder, for the high-frequency share of each ground truth")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=default_levin_root(),
+        help="the Levin folder, for the high-frequency share of each ground truth",
+    )
     args = p.parse_args()
     rows = load(args.csv)
     if not args.all:
         rows = paired(rows)
     if not rows:
         raise SystemExit("no (image, seed) pair was run with every initialisation yet")
-    print("| init | runs (images, seeds) | mean PSNR | std | mean std per image | worst PSNR | "
-          "worst gain over blurry | runs within 1 dB of blurry | flagged no-blur | flagged (any) | "
-          "lowest loss per image | best per image | refined (sparse) | s / run |")  # fmt: skip
+    print(
+        "| init | runs (images, seeds) | mean PSNR | std | mean std per image | worst PSNR | "
+        "worst gain over blurry | runs within 1 dB of blurry | flagged no-blur | flagged (any) | "
+        "lowest loss per image | best per image | refined (sparse) | s / run |"
+    )
     print("|---" * 14 + "|")
     for s in summary(rows):
-        print(f"| {s['init']} | {s['runs']} ({s['images']}, {s['seeds']}) | {s['mean']:.2f} | "
-              f"{s['std']:.2f} | {s['std_within']:.2f} | {s['worst']:.2f} | "
-              f"{s['gain_worst']:+.2f} | {s['near_input']} | {s['no_blur']} | {s['flagged']} | "
-              f"{s['lowest_loss']:.2f} | {s['best']:.2f} | {s['refined']:.2f} | "
-              f"{s['seconds']:.0f} |")  # fmt: skip
+        print(
+            f"| {s['init']} | {s['runs']} ({s['images']}, {s['seeds']}) | {s['mean']:.2f} | "
+            f"{s['std']:.2f} | {s['std_within']:.2f} | {s['worst']:.2f} | "
+            f"{s['gain_worst']:+.2f} | {s['near_input']} | {s['no_blur']} | {s['flagged']} | "
+            f"{s['lowest_loss']:.2f} | {s['best']:.2f} | {s['refined']:.2f} | "
+            f"{s['seconds']:.0f} |"
+        )
     inits = sorted({r["init"] for r in rows})
     names = sorted({r["name"] for r in rows})
     truths = {c.name: c.sharp for c in levin_cases(args.data, "all") if c.name in names}
-    print("\n| image | high-frequency share | blurry | "
-          + " | ".join(f"{i}: mean ± std (worst)" for i in inits) + " |")  # fmt: skip
+    print(
+        "\n| image | high-frequency share | blurry | "
+        + " | ".join(f"{i}: mean ± std (worst)" for i in inits)
+        + " |"
+    )
     print("|---" * (3 + len(inits)) + "|")
     for name in names:
         share = f"{high_frequency_share(truths[name]):.4f}" if name in truths else "-"
@@ -139,8 +167,16 @@ def main() -> None:
     if args.plot:
         from napari_selfdeblur.evaluation.analysis import write_seed_study
 
-        keep = ["init", "name", "seed", "psnr", "psnr_blurry", "kernel_similarity", "final_loss",
-                "flags"]  # fmt: skip
+        keep = [
+            "init",
+            "name",
+            "seed",
+            "psnr",
+            "psnr_blurry",
+            "kernel_similarity",
+            "final_loss",
+            "flags",
+        ]
         paths = write_seed_study([{k: r[k] for k in keep} for r in rows], args.plot)
         print("\nwrote " + ", ".join(str(p) for p in paths))
 

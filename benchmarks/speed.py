@@ -61,8 +61,15 @@ def time_run(image, kernel_size, preset, iterations, warmup, device) -> tuple[fl
             torch.cuda.synchronize(dev)
         stamps.append(time.perf_counter())
 
-    deblur(image, kernel_size, preset=config_from_spec(preset), iterations=warmup + iterations,
-           device=device, callback=tick, callback_every=1)  # fmt: skip
+    deblur(
+        image,
+        kernel_size,
+        preset=config_from_spec(preset),
+        iterations=warmup + iterations,
+        device=device,
+        callback=tick,
+        callback_every=1,
+    )
     per_it = (stamps[-1] - stamps[warmup - 1]) / iterations
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
@@ -109,28 +116,44 @@ def main() -> None:
     rows = []
     first: dict[tuple[int, int], float] = {}
     mem = "peak GPU MiB" if device.startswith("cuda") else "peak RSS MiB"
-    print(f"{'configuration':<38} {'size':>6} {'kernel':>6} {'s/iter':>8} {'ratio':>6} {mem:>13}"
-          f"  ({machine}, {torch.get_num_threads()} threads)")  # fmt: skip
+    print(
+        f"{'configuration':<38} {'size':>6} {'kernel':>6} {'s/iter':>8} {'ratio':>6} {mem:>13}"
+        f"  ({machine}, {torch.get_num_threads()} threads)"
+    )
     for size in args.sizes:
         source = test_image(size)[1]
         for ks in args.kernel_sizes:
             for preset in args.preset:
                 try:
-                    per_it, peak = run_isolated(size, ks, preset, args.iterations, args.warmup,
-                                                args.device)  # fmt: skip
+                    per_it, peak = run_isolated(
+                        size, ks, preset, args.iterations, args.warmup, args.device
+                    )
                 except Exception as exc:  # e.g. out of memory: record it and go on
                     print(f"{preset:<38} {size:>6} {ks:>6} failed: {exc}", flush=True)
                     continue
                 ratio = per_it / first.setdefault((size, ks), per_it)
-                print(f"{preset:<38} {size:>6} {ks:>6} {per_it:8.3f} {ratio:6.3f} {peak:13.0f}",
-                      flush=True)  # fmt: skip
-                rows.append(dict(
-                    date=dt.date.today().isoformat(), version=__version__, preset=preset,
-                    size=size, kernel_size=ks, seconds_per_iteration=round(per_it, 4),
-                    ratio_to_first=round(ratio, 4), peak_mib=round(peak, 1),
-                    memory=mem, device=device, machine=machine,
-                    threads=torch.get_num_threads(), iterations=args.iterations, image=source,
-                ))  # fmt: skip
+                print(
+                    f"{preset:<38} {size:>6} {ks:>6} {per_it:8.3f} {ratio:6.3f} {peak:13.0f}",
+                    flush=True,
+                )
+                rows.append(
+                    dict(
+                        date=dt.date.today().isoformat(),
+                        version=__version__,
+                        preset=preset,
+                        size=size,
+                        kernel_size=ks,
+                        seconds_per_iteration=round(per_it, 4),
+                        ratio_to_first=round(ratio, 4),
+                        peak_mib=round(peak, 1),
+                        memory=mem,
+                        device=device,
+                        machine=machine,
+                        threads=torch.get_num_threads(),
+                        iterations=args.iterations,
+                        image=source,
+                    )
+                )
     if not rows:
         return
     append_rows(args.out, rows)

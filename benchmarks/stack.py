@@ -46,28 +46,53 @@ def main() -> None:
     cfg = config_from_spec(args.preset)
     rows = []
     for batch in args.batch:
-        deblur_stack(stack[: min(batch, args.planes)], args.kernel_size, preset=cfg,
-                     iterations=args.warmup, device=args.device, batch_size=batch)  # fmt: skip
+        deblur_stack(
+            stack[: min(batch, args.planes)],
+            args.kernel_size,
+            preset=cfg,
+            iterations=args.warmup,
+            device=args.device,
+            batch_size=batch,
+        )
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         start = time.perf_counter()
-        deblur_stack(stack, args.kernel_size, preset=cfg, iterations=args.iterations,
-                     device=args.device, batch_size=batch)  # fmt: skip
+        deblur_stack(
+            stack,
+            args.kernel_size,
+            preset=cfg,
+            iterations=args.iterations,
+            device=args.device,
+            batch_size=batch,
+        )
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else float("nan")
-        rows.append(dict(date=dt.date.today().isoformat(), device=str(dev), preset=args.preset,
-                         planes=args.planes, size=args.size, kernel_size=args.kernel_size,
-                         batch=batch, iterations=args.iterations, seconds=round(seconds, 2),
-                         plane_its_per_s=round(args.planes * args.iterations / seconds, 3),
-                         peak_mib=round(peak, 1), threads=torch.get_num_threads()))  # fmt: skip
+        rows.append(
+            dict(
+                date=dt.date.today().isoformat(),
+                device=str(dev),
+                preset=args.preset,
+                planes=args.planes,
+                size=args.size,
+                kernel_size=args.kernel_size,
+                batch=batch,
+                iterations=args.iterations,
+                seconds=round(seconds, 2),
+                plane_its_per_s=round(args.planes * args.iterations / seconds, 3),
+                peak_mib=round(peak, 1),
+                threads=torch.get_num_threads(),
+            )
+        )
     ref = rows[0]["plane_its_per_s"]
     print(f"{'batch':>5} {'seconds':>8} {'plane-it/s':>10} {'speed-up':>8} {'peak MiB':>9}")
     for r in rows:
         r["speedup"] = round(r["plane_its_per_s"] / ref, 2)
-        print(f"{r['batch']:5d} {r['seconds']:8.2f} {r['plane_its_per_s']:10.3f} "
-              f"{r['speedup']:8.2f} {r['peak_mib']:9.1f}")  # fmt: skip
+        print(
+            f"{r['batch']:5d} {r['seconds']:8.2f} {r['plane_its_per_s']:10.3f} "
+            f"{r['speedup']:8.2f} {r['peak_mib']:9.1f}"
+        )
     append_rows(args.out, rows)
 
 

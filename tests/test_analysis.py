@@ -43,8 +43,14 @@ def test_bezier_curve_lowers_the_mean_loss_below_the_straight_line(tiny_config):
     y = convolve_same(sharp, k).astype(np.float32)
     cfg = tiny_config.replace(iterations=60, lr_milestones=(40, 50), ssim_start=30)
     cpu = torch.device("cpu")
-    start = fit(y, k.shape, cfg.replace(init="noblur", init_iterations=100), device=cpu,
-                stop_at=0, keep_state=True)  # fmt: skip
+    start = fit(
+        y,
+        k.shape,
+        cfg.replace(init="noblur", init_iterations=100),
+        device=cpu,
+        stop_at=0,
+        keep_state=True,
+    )
     end = fit(y, k.shape, cfg, device=cpu, keep_state=True)
     land = loss_landscape(y, k.shape, cfg, start.state, end.state, n_points=11, fit_steps=60)
     print(f"mean loss: line {land.line_mean:.4f}, Bezier {land.curve_mean:.4f}")
@@ -60,9 +66,11 @@ def test_write_landscape_and_seed_summary(tmp_path):
     land = Landscape(np.linspace(0, 1, 3), np.array([0.1, 0.3, 0.1]), np.array([0.1, 0.15, 0.1]))
     paths = write_landscape(land, tmp_path)
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
-    rows = [{"init": "random", "psnr": 20.0, "flags": "delta_kernel"},
-            {"init": "random", "psnr": 30.0, "flags": ""},
-            {"init": "noblur", "psnr": 28.0, "flags": ""}]  # fmt: skip
+    rows = [
+        {"init": "random", "psnr": 20.0, "flags": "delta_kernel"},
+        {"init": "random", "psnr": 30.0, "flags": ""},
+        {"init": "noblur", "psnr": 28.0, "flags": ""},
+    ]
     s = summarise_seeds(rows)
     assert s["random"]["worst"] == 20.0 and s["random"]["flagged"] == 1
     assert s["noblur"]["mean"] == 28.0
@@ -77,20 +85,51 @@ def test_analyze_command_spectral_and_seeds(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "s.tif", sharp.astype(np.float32))
     run = ["-k", "7", "--iterations", "6", "--device", "cpu", "--quiet"]
     out = tmp_path / "spec"
-    assert main(["analyze", "spectral", str(tmp_path / "b.tif"), "--truth",
-                 str(tmp_path / "s.tif"), "--snapshots", "2", "4", "6", "--out", str(out),
-                 *run]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "analyze",
+                "spectral",
+                str(tmp_path / "b.tif"),
+                "--truth",
+                str(tmp_path / "s.tif"),
+                "--snapshots",
+                "2",
+                "4",
+                "6",
+                "--out",
+                str(out),
+                *run,
+            ]
+        )
+        == 0
+    )
     assert (out / "spectra.png").exists() and (out / "band_errors.png").exists()
     header = (out / "band_errors.csv").read_text().splitlines()
     assert header[0].startswith("iteration") and len(header) == 5  # input + 3 snapshots
     out = tmp_path / "seeds"
-    assert main(["analyze", "seeds", str(tmp_path / "b.tif"), "--truth", str(tmp_path / "s.tif"),
-                 "--seeds", "0", "1", "--out", str(out), *run]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "analyze",
+                "seeds",
+                str(tmp_path / "b.tif"),
+                "--truth",
+                str(tmp_path / "s.tif"),
+                "--seeds",
+                "0",
+                "1",
+                "--out",
+                str(out),
+                *run,
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "random: mean" in text and "noblur: mean" in text
     assert len((out / "seeds.csv").read_text().splitlines()) == 5
     assert main(["analyze", "seeds", str(tmp_path / "b.tif"), "--out", str(out), *run]) == 2
-
 
 
 def test_analyze_command_landscape(tmp_path, capsys):
@@ -99,8 +138,22 @@ def test_analyze_command_landscape(tmp_path, capsys):
     blurry = convolve_same(sharp_scene((48, 48), seed=4), motion_psf(5, 0)).astype(np.float32)
     tifffile.imwrite(tmp_path / "b.tif", blurry)
     out = tmp_path / "land"
-    args = ["analyze", "landscape", str(tmp_path / "b.tif"), "-k", "5", "--iterations", "4",
-            "--fit-steps", "3", "--device", "cpu", "--quiet", "--out", str(out)]  # fmt: skip
+    args = [
+        "analyze",
+        "landscape",
+        str(tmp_path / "b.tif"),
+        "-k",
+        "5",
+        "--iterations",
+        "4",
+        "--fit-steps",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "Bezier curve" in capsys.readouterr().out
     rows = (out / "landscape.csv").read_text().splitlines()

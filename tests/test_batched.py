@@ -36,8 +36,9 @@ def test_batched_planes_match_single_runs(stack, short, init):
     for plane, b in zip(stack, batched, strict=True):
         single = fit(plane, (5, 5), cfg, device=CPU, seed=2, callback_every=1)
         assert [i for i, _ in b.history] == [1, 2, 3] and b.iterations_run == 3
-        np.testing.assert_allclose([v for _, v in b.history], [v for _, v in single.history],
-                                   rtol=1e-3)  # fmt: skip
+        np.testing.assert_allclose(
+            [v for _, v in b.history], [v for _, v in single.history], rtol=1e-3
+        )
         np.testing.assert_allclose(b.kernel, single.kernel, atol=1e-4)
         np.testing.assert_allclose(b.latent, single.latent, atol=5e-3)
     # Different planes give different results (no plane's data leaks into another's).
@@ -46,8 +47,9 @@ def test_batched_planes_match_single_runs(stack, short, init):
 
 def test_deblur_stack_batches_and_reports_planes(stack, short):
     seen = []
-    results = deblur_stack(stack, 5, preset=short, device="cpu", batch_size=2,
-                           callback=seen.append, callback_every=1)  # fmt: skip
+    results = deblur_stack(
+        stack, 5, preset=short, device="cpu", batch_size=2, callback=seen.append, callback_every=1
+    )
     assert len(results) == 3
     assert [r.extra.get("batched_planes") for r in results] == [2, 2, 1]
     assert [p.planes for p in seen] == [(0, 1)] * 3 + [(2,)] * 3
@@ -65,8 +67,16 @@ def test_deblur_stack_cancel_keeps_inputs_and_finished_planes(stack, short):
     original = stack.copy()
     calls = []
     cfg = short.replace(iterations=10)
-    results = deblur_stack(stack, 5, preset=cfg, device="cpu", batch_size=2, callback_every=1,
-                           callback=calls.append, should_stop=lambda: len(calls) >= 4)  # fmt: skip
+    results = deblur_stack(
+        stack,
+        5,
+        preset=cfg,
+        device="cpu",
+        batch_size=2,
+        callback_every=1,
+        callback=calls.append,
+        should_stop=lambda: len(calls) >= 4,
+    )
     assert len(results) == 2 and all(r.cancelled and r.iterations_run == 4 for r in results)
     assert all(r.latent.shape == (40, 40) and np.isfinite(r.latent).all() for r in results)
     np.testing.assert_array_equal(stack, original)

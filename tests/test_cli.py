@@ -63,8 +63,9 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, png, capsys):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     out = tmp_path / "out"
-    code = main(["deblur", str(broken), str(tmp_path / "missing.tif"), "-k", "5", "--out",
-                 str(out), *FAST])  # fmt: skip
+    code = main(
+        ["deblur", str(broken), str(tmp_path / "missing.tif"), "-k", "5", "--out", str(out), *FAST]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "cannot read" in err and "broken.png" in err and "no such file" in err
@@ -75,8 +76,23 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, png, capsys):
 
 def test_demo_reports_psnr(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--size", "48", "--iterations", "3", "--quiet",
-                 "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--size",
+                "48",
+                "--iterations",
+                "3",
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "PSNR blurry vs sharp" in text and "PSNR latent vs sharp" in text
     meta = json.loads((out / "demo.json").read_text())
@@ -95,8 +111,15 @@ def test_refine_with_a_known_kernel_raises_psnr(tmp_path, capsys, asymmetric_ker
     tifffile.imwrite(tmp_path / "cells.tif", stack, photometric="minisblack")
     tifffile.imwrite(tmp_path / "k.tif", asymmetric_kernel.astype(np.float32))
     out = tmp_path / "out"
-    args = ["refine", str(tmp_path / "cells.tif"), "--kernel", str(tmp_path / "k.tif"),
-            "--out", str(out), "--quiet"]  # fmt: skip
+    args = [
+        "refine",
+        str(tmp_path / "cells.tif"),
+        "--kernel",
+        str(tmp_path / "k.tif"),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main([*args, "--method", "sparse", "--reweightings", "1"]) == 0
     refined = tifffile.imread(out / "cells_refined.tif")
     assert refined.shape == stack.shape and refined.dtype == np.float32
@@ -108,8 +131,15 @@ def test_refine_with_a_known_kernel_raises_psnr(tmp_path, capsys, asymmetric_ker
     assert main([*args, "--overwrite", "--method", "wiener", "--iterations", "5"]) == 2
     assert "has no parameter" in capsys.readouterr().err
     tifffile.imwrite(tmp_path / "bad.tif", np.zeros((3, 3), np.float32))
-    bad = ["refine", str(tmp_path / "cells.tif"), "--kernel", str(tmp_path / "bad.tif"),
-           "--out", str(tmp_path / "o2"), "--quiet"]  # fmt: skip
+    bad = [
+        "refine",
+        str(tmp_path / "cells.tif"),
+        "--kernel",
+        str(tmp_path / "bad.tif"),
+        "--out",
+        str(tmp_path / "o2"),
+        "--quiet",
+    ]
     assert main(bad) == 1
     assert "positive sum" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
@@ -128,8 +158,24 @@ def test_failure_warnings_are_printed(png, tmp_path, capsys, monkeypatch):
 
 def test_restarts_option(png, tmp_path):
     out = tmp_path / "r"
-    assert main(["deblur", str(png), "-k", "5", "--out", str(out), "--restarts", "2",
-                 "--restart-iterations", "2", *FAST]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "deblur",
+                str(png),
+                "-k",
+                "5",
+                "--out",
+                str(out),
+                "--restarts",
+                "2",
+                "--restart-iterations",
+                "2",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "photo.json").read_text())["restarts"]
     assert info["seeds"] == [0, 1] and info["chosen_seed"] in (0, 1)
 

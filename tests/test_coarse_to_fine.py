@@ -6,8 +6,8 @@ import torch
 
 from napari_selfdeblur import deblur
 from napari_selfdeblur.config import get_preset
-from napari_selfdeblur.engine.physics import convolve_same
-from napari_selfdeblur.engine.solver import _warm_start, build_generators, coarse_levels, resample
+from napari_selfdeblur.engine.physics import convolve_same, resample
+from napari_selfdeblur.engine.solver import build_generators, coarse_levels, warm_start
 from napari_selfdeblur.errors import InvalidInputError
 from napari_selfdeblur.evaluation.metrics import kernel_similarity, psnr
 
@@ -62,7 +62,17 @@ def test_warm_start_fits_both_generators(scene, tiny_config, asymmetric_kernel):
     target = torch.from_numpy(scene.astype(np.float32))[None, None]
     k_target = torch.from_numpy(asymmetric_kernel.astype(np.float32))
     before = gk(zk).detach().numpy()
-    _warm_start(gx, gk, zx, zk, target, k_target, cfg, (7, 7), scene.shape, None)
+    warm_start(
+        gx,
+        gk,
+        zx,
+        zk,
+        x_target=target,
+        k_target=k_target,
+        cfg=cfg,
+        kernel_shape=(7, 7),
+        image_shape=scene.shape,
+    )
     with torch.no_grad():
         k = gk(zk).numpy()
         x = gx(zx)[0, 0, 3:-3, 3:-3].numpy()
@@ -110,13 +120,30 @@ def test_resume_skips_coarse_levels_and_matches(scene48, c2f, tmp_path):
     ckpt = tmp_path / "run.pt"
     full = deblur(scene48, 5, preset=c2f, seed=1, device="cpu", callback_every=1)
     calls = []
-    part = deblur(scene48, 5, preset=c2f, seed=1, device="cpu", callback_every=1,
-                  callback=calls.append, should_stop=lambda: len(calls) >= 12 + 7,
-                  checkpoint=ckpt, checkpoint_every=5)  # fmt: skip
+    part = deblur(
+        scene48,
+        5,
+        preset=c2f,
+        seed=1,
+        device="cpu",
+        callback_every=1,
+        callback=calls.append,
+        should_stop=lambda: len(calls) >= 12 + 7,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+    )
     assert part.cancelled and part.iterations_run == 7 and ckpt.is_file()
     calls.clear()
-    resumed = deblur(scene48, 5, preset=c2f, seed=1, device="cpu", callback_every=1,
-                     callback=calls.append, checkpoint=ckpt)  # fmt: skip
+    resumed = deblur(
+        scene48,
+        5,
+        preset=c2f,
+        seed=1,
+        device="cpu",
+        callback_every=1,
+        callback=calls.append,
+        checkpoint=ckpt,
+    )
     assert all(p.stage == "" for p in calls) and calls[0].iteration == 12 + 8
     np.testing.assert_array_equal(resumed.latent, full.latent)
     np.testing.assert_array_equal(resumed.kernel, full.kernel)
@@ -125,8 +152,15 @@ def test_resume_skips_coarse_levels_and_matches(scene48, c2f, tmp_path):
 def test_cancel_on_a_coarse_level_returns_a_full_size_result(scene48, c2f):
     original = scene48.copy()
     calls = []
-    r = deblur(scene48, 5, preset=c2f, device="cpu", callback=calls.append, callback_every=1,
-               should_stop=lambda: len(calls) >= 3)  # fmt: skip
+    r = deblur(
+        scene48,
+        5,
+        preset=c2f,
+        device="cpu",
+        callback=calls.append,
+        callback_every=1,
+        should_stop=lambda: len(calls) >= 3,
+    )
     assert r.cancelled and r.iterations_run == 0
     assert r.latent.shape == scene48.shape and r.kernel.shape == (5, 5)
     assert np.isfinite(r.latent).all()

@@ -59,9 +59,15 @@ def test_result_fields_and_metadata(scene, tiny_config):
 def test_callback_previews_and_cancel_keeps_result(scene, tiny_config):
     seen = []
     r = deblur(
-        scene, 5, preset=tiny_config, device="cpu", callback=seen.append, callback_every=2,
-        preview_every=4, should_stop=lambda: len(seen) >= 3,
-    )  # fmt: skip
+        scene,
+        5,
+        preset=tiny_config,
+        device="cpu",
+        callback=seen.append,
+        callback_every=2,
+        preview_every=4,
+        should_stop=lambda: len(seen) >= 3,
+    )
     assert r.cancelled and r.iterations_run == 6
     assert [p.iteration for p in seen] == [2, 4, 6]
     assert seen[0].latent is None and seen[1].latent.shape == scene.shape
@@ -116,13 +122,28 @@ def test_checkpoint_resume_matches_uninterrupted_run(scene, tiny_config, tmp_pat
     full = deblur(scene, 5, preset=tiny_config, seed=2, device="cpu", callback_every=1)
     calls = []
     part = deblur(
-        scene, 5, preset=tiny_config, seed=2, device="cpu", callback_every=1,
-        callback=calls.append, should_stop=lambda: len(calls) >= 7,
-        checkpoint=ckpt, checkpoint_every=5,
-    )  # fmt: skip
+        scene,
+        5,
+        preset=tiny_config,
+        seed=2,
+        device="cpu",
+        callback_every=1,
+        callback=calls.append,
+        should_stop=lambda: len(calls) >= 7,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+    )
     assert part.cancelled and part.iterations_run == 7 and ckpt.is_file()
-    resumed = deblur(scene, 5, preset=tiny_config, seed=2, device="cpu", callback_every=1,
-                     checkpoint=ckpt, checkpoint_every=5)  # fmt: skip
+    resumed = deblur(
+        scene,
+        5,
+        preset=tiny_config,
+        seed=2,
+        device="cpu",
+        callback_every=1,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+    )
     assert resumed.extra["resumed_from_iteration"] == 7
     assert not ckpt.exists()  # a completed run removes its checkpoint
     np.testing.assert_array_equal(resumed.latent, full.latent)
@@ -133,8 +154,17 @@ def test_checkpoint_resume_matches_uninterrupted_run(scene, tiny_config, tmp_pat
 def test_checkpoint_of_another_run_is_ignored(scene, tiny_config, tmp_path):
     ckpt = tmp_path / "run.pt"
     calls = []
-    deblur(scene, 5, preset=tiny_config, seed=2, device="cpu", callback=calls.append,
-           callback_every=1, should_stop=lambda: len(calls) >= 7, checkpoint=ckpt)  # fmt: skip
+    deblur(
+        scene,
+        5,
+        preset=tiny_config,
+        seed=2,
+        device="cpu",
+        callback=calls.append,
+        callback_every=1,
+        should_stop=lambda: len(calls) >= 7,
+        checkpoint=ckpt,
+    )
     assert ckpt.is_file()
     other_seed = deblur(scene, 5, preset=tiny_config, seed=3, device="cpu", checkpoint=ckpt)
     fresh = deblur(scene, 5, preset=tiny_config, seed=3, device="cpu")
@@ -146,8 +176,16 @@ def test_checkpoint_of_another_run_is_ignored(scene, tiny_config, tmp_path):
 
 
 def test_restarts_continue_the_best_probe(scene, tiny_config):
-    r = deblur(scene, 5, preset=tiny_config, seed=10, device="cpu", restarts=3,
-               restart_iterations=5, callback_every=1)  # fmt: skip
+    r = deblur(
+        scene,
+        5,
+        preset=tiny_config,
+        seed=10,
+        device="cpu",
+        restarts=3,
+        restart_iterations=5,
+        callback_every=1,
+    )
     info = r.metadata()["restarts"]
     assert info["seeds"] == [10, 11, 12] and info["probe_iterations"] == 5
     best = info["seeds"][int(np.argmin(info["probe_losses"]))]
@@ -169,8 +207,10 @@ def test_noblur_init_starts_at_the_input(scene, tiny_config):
     cfg = tiny_config.replace(init="noblur", init_iterations=150)
     start = fit(blurry, (7, 7), cfg, device=torch.device("cpu"), stop_at=0)
     assert start.iterations_run == 0
-    print(f"no-blur start: latent vs input {psnr(start.latent, blurry):.1f} dB, "
-          f"kernel peak {start.kernel.max():.2f}")  # fmt: skip
+    print(
+        f"no-blur start: latent vs input {psnr(start.latent, blurry):.1f} dB, "
+        f"kernel peak {start.kernel.max():.2f}"
+    )
     assert psnr(start.latent, blurry) > 25
     assert np.unravel_index(start.kernel.argmax(), (7, 7)) == (3, 3)
     assert start.kernel[2:5, 2:5].sum() > 0.6  # concentrated around the centre
@@ -188,9 +228,10 @@ def test_execution_settings_change_results_only_at_rounding_level(scene, tiny_co
         other = deblur(scene, 5, preset=tiny_config.replace(iterations=8, **change), device="cpu")
         np.testing.assert_allclose(other.kernel, base.kernel, atol=1e-4)
         np.testing.assert_allclose(other.latent, base.latent, atol=2e-3)
-    assert tiny_config.fingerprint_dict() == tiny_config.replace(
-        blur="direct", channels_last=False
-    ).fingerprint_dict()
+    assert (
+        tiny_config.fingerprint_dict()
+        == tiny_config.replace(blur="direct", channels_last=False).fingerprint_dict()
+    )
     assert "init" not in tiny_config.fingerprint_dict()
     assert tiny_config.replace(init="noblur").fingerprint_dict()["init"] == "noblur"
 

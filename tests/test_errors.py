@@ -41,9 +41,15 @@ def test_non_finite_values(img, value, tiny_config):
 
 @pytest.mark.parametrize(
     ("size", "message"),
-    [(4, "odd"), (0, "positive"), (-5, "positive"), ("41", "larger than the image"),
-     ("5x41", "larger than the image"), ("nine", "form")],
-)  # fmt: skip
+    [
+        (4, "odd"),
+        (0, "positive"),
+        (-5, "positive"),
+        ("41", "larger than the image"),
+        ("5x41", "larger than the image"),
+        ("nine", "form"),
+    ],
+)
 def test_bad_kernel_sizes(img, size, message, tiny_config):
     with pytest.raises(InvalidInputError, match=message):
         deblur(img, size, preset=tiny_config, device="cpu")
@@ -79,9 +85,10 @@ def test_out_of_memory_is_reported_with_advice(img, tiny_config, monkeypatch):
     def boom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 11.00 GiB")
 
-    monkeypatch.setattr(solver, "_fit", boom)
-    with pytest.raises(OutOfMemoryError, match=r"ran out of memory.*crop.*CPU"):
+    monkeypatch.setattr(solver, "fit_level", boom)
+    with pytest.raises(OutOfMemoryError, match=r"^CPU ran out of memory.*crop") as info:
         deblur(img, 5, preset=tiny_config, device="cpu")
+    assert "run on the CPU" not in str(info.value)  # the run is on the CPU already
 
 
 def test_noise_estimate_is_close_to_truth():
@@ -103,3 +110,37 @@ def test_config_from_spec():
         config_from_spec("paper:image_net=1")
     with pytest.raises(InvalidInputError, match="blur must be"):
         config_from_spec("paper:blur=magic")
+
+
+def _planted(path, obj):
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+class _Payload:
+    """Unpickling this writes a file: what a planted checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("kind", ["payload", "list", "no-weights"])
+def test_malformed_checkpoint_is_ignored_and_never_executed(img, tiny_config, tmp_path, kind):
+    ckpt = tmp_path / "run.pt"
+    marker = tmp_path / "pwned"
+    obj = {"payload": _Payload(marker), "list": [1, 2], "no-weights": {"fingerprint": "x"}}[kind]
+    if kind == "payload":
+        _planted(ckpt, obj)
+    else:
+        torch.save(obj, ckpt)
+    with pytest.warns(UserWarning, match="checkpoint"):
+        r = deblur(img, 5, preset=tiny_config, device="cpu", checkpoint=ckpt)
+    assert not marker.exists()
+    assert (
+        r.iterations_run == tiny_config.iterations and r.extra.get("resumed_from_iteration") is None
+    )

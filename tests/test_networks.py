@@ -28,8 +28,12 @@ def test_paper_image_generator_has_reference_structure():
 
 @pytest.mark.parametrize("size", [(35, 35), (40, 47), (71, 64)])
 def test_image_generator_output_shape_and_range(size):
-    cfg = ImageNetConfig(channels_down=(8,) * 5, channels_up=(8,) * 5, channels_skip=(2,) * 5,
-                         nonlocal_inter_channels=4)  # fmt: skip
+    cfg = ImageNetConfig(
+        channels_down=(8,) * 5,
+        channels_up=(8,) * 5,
+        channels_skip=(2,) * 5,
+        nonlocal_inter_channels=4,
+    )
     net = ImageGenerator(cfg)
     out = net(torch.rand(1, 8, *size) * 0.1)
     assert out.shape == (1, 1, *size)
@@ -37,8 +41,12 @@ def test_image_generator_output_shape_and_range(size):
 
 
 def test_min_image_size_is_tight():
-    cfg = ImageNetConfig(channels_down=(4,) * 5, channels_up=(4,) * 5, channels_skip=(2,) * 5,
-                         nonlocal_inter_channels=2)  # fmt: skip
+    cfg = ImageNetConfig(
+        channels_down=(4,) * 5,
+        channels_up=(4,) * 5,
+        channels_skip=(2,) * 5,
+        nonlocal_inter_channels=2,
+    )
     n = min_image_size(cfg)
     net = ImageGenerator(cfg)
     assert net(torch.rand(1, 8, n, n)).shape[-1] == n

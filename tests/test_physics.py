@@ -55,9 +55,15 @@ def test_parse_kernel_size(value, expected):
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [(0, "positive"), (-3, "positive"), (30, "odd"), ("31x24", "odd"), ("big", "form"),
-     ((1, 2, 3), "pair")],
-)  # fmt: skip
+    [
+        (0, "positive"),
+        (-3, "positive"),
+        (30, "odd"),
+        ("31x24", "odd"),
+        ("big", "form"),
+        ((1, 2, 3), "pair"),
+    ],
+)
 def test_parse_kernel_size_rejects(value, message):
     with pytest.raises(InvalidInputError, match=message):
         parse_kernel_size(value)
@@ -80,8 +86,15 @@ def test_fft_blur_equals_direct_blur(kshape):
     from napari_selfdeblur.engine.physics import blur_valid, blur_valid_fft
 
     gen = torch.Generator().manual_seed(1)
-    x = torch.rand(2, 1, 41 + kshape[0] - 1, 37 + kshape[1] - 1, generator=gen,
-                   dtype=torch.float64, requires_grad=True)  # fmt: skip
+    x = torch.rand(
+        2,
+        1,
+        41 + kshape[0] - 1,
+        37 + kshape[1] - 1,
+        generator=gen,
+        dtype=torch.float64,
+        requires_grad=True,
+    )
     k = torch.rand(*kshape, generator=gen, dtype=torch.float64, requires_grad=True)
     a, b = blur_valid(x, k), blur_valid_fft(x, k)
     assert a.shape == b.shape == (2, 1, 41, 37)

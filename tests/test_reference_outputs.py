@@ -26,9 +26,9 @@ def _scene(shape=(48, 48), seed=3):
 
 def _runs() -> dict[str, np.ndarray]:
     import torch
-    from napari_selfdeblur.engine.physics import convolve_same
 
     from napari_selfdeblur import deblur, deblur_stack, get_preset, refine
+    from napari_selfdeblur.engine.physics import convolve_same
 
     k = np.zeros((5, 5))
     k[2, 1:4] = 1
@@ -53,8 +53,15 @@ def _runs() -> dict[str, np.ndarray]:
             r = deblur(image, 5, seed=1, device="cpu", **kw)
             out[f"{name}_latent"], out[f"{name}_kernel"] = r.latent, r.kernel
             out[f"{name}_loss"] = np.array([v for _, v in r.history])
-        stack = deblur_stack(np.stack([blurry, blurry[::-1]]), 5, preset="demo", iterations=4,
-                             seed=2, device="cpu", batch_size=2)
+        stack = deblur_stack(
+            np.stack([blurry, blurry[::-1]]),
+            5,
+            preset="demo",
+            iterations=4,
+            seed=2,
+            device="cpu",
+            batch_size=2,
+        )
         out["stack_latent"] = np.stack([r.latent for r in stack])
         out["stack_kernel"] = np.stack([r.kernel for r in stack])
         for method in ("hyper-laplacian", "sparse", "wiener", "richardson-lucy"):

@@ -158,8 +158,14 @@ def test_cancel_keeps_finished_planes_and_leaves_the_rest(asymmetric_kernel):
     def stop():
         return any(p.planes_done >= 1 for p in seen)
 
-    out = refine(stack, asymmetric_kernel, "sparse", max_batch_bytes=1, callback=seen.append,
-                 should_stop=stop)  # fmt: skip
+    out = refine(
+        stack,
+        asymmetric_kernel,
+        "sparse",
+        max_batch_bytes=1,
+        callback=seen.append,
+        should_stop=stop,
+    )
     assert out.cancelled and out.planes_done == 1
     np.testing.assert_array_equal(stack, original)  # the input is untouched
     np.testing.assert_array_equal(out.image[1:], original[1:])

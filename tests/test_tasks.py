@@ -70,8 +70,9 @@ def test_blind_task_stack_modes(tiny_config):
     lat, ker = run_to_end(blind_task(planes, geo, 5, preset=cfg, stack_mode="per-plane"))
     assert lat[0].shape == planes.shape and ker[0].shape == (3, 5, 5)
     assert len(lat[1]["metadata"]["runs"]) == 3
-    lat, ker = run_to_end(blind_task(planes, geo, 5, preset=cfg, stack_mode="refine",
-                                     current_plane=1))  # fmt: skip
+    lat, ker = run_to_end(
+        blind_task(planes, geo, 5, preset=cfg, stack_mode="refine", current_plane=1)
+    )
     assert lat[0].shape == planes.shape and ker[0].shape == (5, 5)
     assert [r["plane"] for r in lat[1]["metadata"]["runs"]] == [1]
 
@@ -115,14 +116,16 @@ def test_refine_task_raises_psnr():
     blurry = convolve_same(sharp, k)
     [(out, kwargs, kind)] = run_to_end(refine_task(blurry, LayerGeometry.plain("b", 2), k))
     assert kind == "image" and kwargs["name"] == "b refined"
-    assert psnr(out[10:-10, 10:-10], sharp[10:-10, 10:-10]) > psnr(
-        blurry[10:-10, 10:-10], sharp[10:-10, 10:-10]
-    ) + 2
+    assert (
+        psnr(out[10:-10, 10:-10], sharp[10:-10, 10:-10])
+        > psnr(blurry[10:-10, 10:-10], sharp[10:-10, 10:-10]) + 2
+    )
 
 
 def test_blind_task_passes_restarts(tiny_config):
     image = sharp_scene((40, 40), seed=1).astype(np.float32)
     cfg = tiny_config.replace(iterations=6, lr_milestones=(3, 5), ssim_start=3)
-    latent, _ = run_to_end(blind_task(image, LayerGeometry.plain("x", 2), 5, preset=cfg,
-                                      restarts=2))  # fmt: skip
+    latent, _ = run_to_end(
+        blind_task(image, LayerGeometry.plain("x", 2), 5, preset=cfg, restarts=2)
+    )
     assert latent[1]["metadata"]["restarts"]["seeds"] == [0, 1]

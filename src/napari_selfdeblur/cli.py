@@ -30,18 +30,26 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
     p.add_argument("--preset", default=preset, choices=sorted(PRESETS), help="configuration")
     p.add_argument("--iterations", type=int, default=None, help="override the preset's length")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--init", choices=["random", "noblur"], default=None,
-                   help="initialisation (default: the preset's); noblur starts from the input "
-                   "and a small centred kernel")  # fmt: skip
+    p.add_argument(
+        "--init",
+        choices=["random", "noblur"],
+        default=None,
+        help="initialisation (default: the preset's); noblur starts from the input "
+        "and a small centred kernel",
+    )
     p.add_argument(
         "--restarts",
         type=int,
         default=1,
         help="probe this many seeds (seed, seed+1, ...) and continue the best fit",
     )
-    p.add_argument("--restart-iterations", type=int, default=None,
-                   help="length of each probe in full-size iterations, after any coarse "
-                   "levels (default: a tenth of them)")  # fmt: skip
+    p.add_argument(
+        "--restart-iterations",
+        type=int,
+        default=None,
+        help="length of each probe in full-size iterations, after any coarse "
+        "levels (default: a tenth of them)",
+    )
     p.add_argument(
         "--device", default="auto", help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default auto)"
     )
@@ -62,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    d.add_argument("--batch", type=int, default=None,
-                   help="planes fitted at once (default: 8 on CUDA, 1 elsewhere)")  # fmt: skip
+    d.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="planes fitted at once (default: 8 on CUDA, 1 elsewhere)",
+    )
     _add_run_options(d, "paper")
 
     r = sub.add_parser(
@@ -73,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{m.name}: {m.help}" for m in _methods().values()),
     )
     r.add_argument("inputs", nargs="+", type=Path, help="PNG, JPEG or TIFF files (TIFF stacks ok)")
-    r.add_argument("-K", "--kernel", type=Path, required=True,
-                   help="PSF file (TIFF/PNG); a stack of kernels gives one per plane")  # fmt: skip
+    r.add_argument(
+        "-K",
+        "--kernel",
+        type=Path,
+        required=True,
+        help="PSF file (TIFF/PNG); a stack of kernels gives one per plane",
+    )
     r.add_argument("-m", "--method", default="hyper-laplacian", choices=list(_methods()))
     r.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -83,10 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_options(r)
 
     a = sub.add_parser("analyze", help="spectra, loss landscape or seed study (plots and CSV)")
-    a.add_argument("study", choices=["spectral", "landscape", "seeds"],
-                   help="spectral: power spectra and band errors over iterations; landscape: "
-                   "loss between the no-blur start and a converged run (line and Bezier); "
-                   "seeds: PSNR over seeds for each initialisation (needs --truth)")  # fmt: skip
+    a.add_argument(
+        "study",
+        choices=["spectral", "landscape", "seeds"],
+        help="spectral: power spectra and band errors over iterations; landscape: "
+        "loss between the no-blur start and a converged run (line and Bezier); "
+        "seeds: PSNR over seeds for each initialisation (needs --truth)",
+    )
     a.add_argument("input", type=Path, help="a 2-D grey image")
     a.add_argument("-k", "--kernel-size", required=True, help="odd kernel size: 31 or 31x25")
     a.add_argument("--truth", type=Path, default=None, help="the sharp image, if known")
@@ -98,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="spectral: iterations to record (default: 5 spread over the run)",
     )
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds: seeds")
-    a.add_argument("--inits", nargs="+", default=["random", "noblur"],
-                   choices=["random", "noblur"], help="seeds: initialisations")  # fmt: skip
+    a.add_argument(
+        "--inits",
+        nargs="+",
+        default=["random", "noblur"],
+        choices=["random", "noblur"],
+        help="seeds: initialisations",
+    )
     a.add_argument("--fit-steps", type=int, default=200, help="landscape: Bezier fitting steps")
     a.add_argument("-o", "--out", type=Path, default=Path("analysis"), help="output folder")
     _add_run_options(a, "demo")
@@ -128,9 +153,12 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
             kinds[param.name] = param.kind
     for name, defaults in seen.items():
         p.add_argument(
-            f"--{name.replace('_', '-')}", dest=f"param_{name}", type=kinds[name], default=None,
+            f"--{name.replace('_', '-')}",
+            dest=f"param_{name}",
+            type=kinds[name],
+            default=None,
             help=f"method parameter (default {'; '.join(defaults)})",
-        )  # fmt: skip
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,10 +214,16 @@ def _run(planes: list[np.ndarray], args, desc: str):
     bar = _Bar(desc, args.quiet, len(planes))
     try:
         return deblur_stack(
-            planes, args.kernel_size, preset=cfg, seed=args.seed, device=args.device,
-            callback=bar, restarts=args.restarts, restart_iterations=args.restart_iterations,
+            planes,
+            args.kernel_size,
+            preset=cfg,
+            seed=args.seed,
+            device=args.device,
+            callback=bar,
+            restarts=args.restarts,
+            restart_iterations=args.restart_iterations,
             batch_size=getattr(args, "batch", None),
-        )  # fmt: skip
+        )
     finally:
         bar.close()
 
@@ -272,8 +306,9 @@ def _cmd_refine(args) -> int:
 
         try:
             data = read_image(path)
-            result = refine(data, kernel, args.method, device=args.device, callback=progress,
-                            **params)  # fmt: skip
+            result = refine(
+                data, kernel, args.method, device=args.device, callback=progress, **params
+            )
         except SelfDeblurError as exc:
             print(f"selfdeblur: error: {path}: {exc}", file=sys.stderr)
             failures += 1
@@ -302,10 +337,18 @@ def _cmd_analyze(args) -> int:
     if args.init is not None:
         cfg = cfg.replace(init=args.init)
     if args.study == "spectral":
-        snaps = args.snapshots or sorted({max(1, round(cfg.iterations * f))
-                                          for f in (0.05, 0.2, 0.4, 0.7, 1.0)})  # fmt: skip
-        study = analysis.spectral_study(image, kshape, snapshots=snaps, truth=truth, preset=cfg,
-                                        seed=args.seed, device=args.device)  # fmt: skip
+        snaps = args.snapshots or sorted(
+            {max(1, round(cfg.iterations * f)) for f in (0.05, 0.2, 0.4, 0.7, 1.0)}
+        )
+        study = analysis.spectral_study(
+            image,
+            kshape,
+            snapshots=snaps,
+            truth=truth,
+            preset=cfg,
+            seed=args.seed,
+            device=args.device,
+        )
         paths = analysis.write_spectral(study, args.out)
     elif args.study == "landscape":
         from .engine.device import resolve_device
@@ -315,24 +358,42 @@ def _cmd_analyze(args) -> int:
         unit = Intensity.of(image).to_unit(image)
         dev = resolve_device(args.device)
         sigma = estimate_noise_sigma(unit)
-        start = fit(unit, kshape, cfg.replace(init="noblur"), device=dev, seed=args.seed,
-                    noise_sigma=sigma, stop_at=0, keep_state=True)  # fmt: skip
+        start = fit(
+            unit,
+            kshape,
+            cfg.replace(init="noblur"),
+            device=dev,
+            seed=args.seed,
+            noise_sigma=sigma,
+            stop_at=0,
+            keep_state=True,
+        )
         print(f"no-blur start fitted; running {cfg.iterations} iterations (seed {args.seed})")
-        end = fit(unit, kshape, cfg, device=dev, seed=args.seed, noise_sigma=sigma,
-                  keep_state=True)  # fmt: skip
-        land = analysis.loss_landscape(unit, kshape, cfg, start.state, end.state, seed=args.seed,
-                                       device=str(dev), fit_steps=args.fit_steps)  # fmt: skip
+        end = fit(unit, kshape, cfg, device=dev, seed=args.seed, noise_sigma=sigma, keep_state=True)
+        land = analysis.loss_landscape(
+            unit,
+            kshape,
+            cfg,
+            start.state,
+            end.state,
+            seed=args.seed,
+            device=str(dev),
+            fit_steps=args.fit_steps,
+        )
         paths = analysis.write_landscape(land, args.out, labels=("no-blur start", "converged"))
         print(f"mean loss: straight line {land.line_mean:.4g}, Bezier curve {land.curve_mean:.4g}")
     else:
         if truth is None:
             raise SelfDeblurError("the seed study needs --truth (the sharp image)")
-        rows = analysis.seed_study(image, truth, kshape, seeds=args.seeds, inits=args.inits,
-                                   preset=cfg, device=args.device)  # fmt: skip
+        rows = analysis.seed_study(
+            image, truth, kshape, seeds=args.seeds, inits=args.inits, preset=cfg, device=args.device
+        )
         paths = analysis.write_seed_study(rows, args.out)
         for init, st in analysis.summarise_seeds(rows).items():
-            print(f"{init:>7}: mean {st['mean']:.2f} dB, std {st['std']:.2f}, worst "
-                  f"{st['worst']:.2f}, flagged {st['flagged']} of {st['runs']}")  # fmt: skip
+            print(
+                f"{init:>7}: mean {st['mean']:.2f} dB, std {st['std']:.2f}, worst "
+                f"{st['worst']:.2f}, flagged {st['flagged']} of {st['runs']}"
+            )
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -354,9 +415,12 @@ def _cmd_demo(args) -> int:
     sim = kernel_similarity(result.kernel, sample.kernel)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, arr in [
-        ("sharp", sample.sharp), ("blurry", sample.blurry), ("latent", result.latent),
-        ("kernel", result.kernel), ("true_kernel", sample.kernel),
-    ]:  # fmt: skip
+        ("sharp", sample.sharp),
+        ("blurry", sample.blurry),
+        ("latent", result.latent),
+        ("kernel", result.kernel),
+        ("true_kernel", sample.kernel),
+    ]:
         write_tiff(args.out / f"demo_{name}.tif", np.asarray(arr, np.float32))
     meta = result.metadata()
     meta.update(psnr_blurry=p_blur, psnr_latent=p_lat, kernel_similarity=sim)

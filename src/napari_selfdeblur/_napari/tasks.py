@@ -149,8 +149,9 @@ def _planes(data: np.ndarray, rgb: bool) -> tuple[np.ndarray, tuple[int, ...]]:
     return planes, lead
 
 
-def kernel_layer(kernels: np.ndarray, geo: LayerGeometry, lead: Sequence[int], image_hw,
-                 meta: dict[str, Any]) -> LayerTuple:  # fmt: skip
+def kernel_layer(
+    kernels: np.ndarray, geo: LayerGeometry, lead: Sequence[int], image_hw, meta: dict[str, Any]
+) -> LayerTuple:
     """The kernel as a layer placed just right of the image, at the image's pixel size.
 
     ``lead`` is the stack shape of a kernel per plane, ``()`` for one 2-D kernel.
@@ -163,10 +164,16 @@ def kernel_layer(kernels: np.ndarray, geo: LayerGeometry, lead: Sequence[int], i
     translate[-1] += (image_hw[1] + 4) * scale[-1]
     return (
         kernels.astype(np.float32),
-        {"name": f"{geo.name} kernel", "scale": scale, "translate": tuple(translate),
-         "colormap": "magma", "metadata": meta, "interpolation2d": "nearest"},
+        {
+            "name": f"{geo.name} kernel",
+            "scale": scale,
+            "translate": tuple(translate),
+            "colormap": "magma",
+            "metadata": meta,
+            "interpolation2d": "nearest",
+        },
         "image",
-    )  # fmt: skip
+    )
 
 
 def blind_task(
@@ -219,8 +226,10 @@ def blind_task(
         kernels = np.zeros((n, *kshape), np.float32)
         runs: list[dict[str, Any]] = []
         cancelled = False
-        crops = [planes[i] if roi is None else planes[i][roi[0] : roi[1], roi[2] : roi[3]]
-                 for i in blind_planes]  # fmt: skip
+        crops = [
+            planes[i] if roi is None else planes[i][roi[0] : roi[1], roi[2] : roi[3]]
+            for i in blind_planes
+        ]
         scales = [Intensity.of(c[..., :3] if geometry.rgb else c) for c in crops]
 
         def callback(p):
@@ -229,14 +238,24 @@ def blind_task(
             if p.latent is not None and not geometry.rgb and roi is None:
                 preview = scales[j].from_unit(p.latent)
             stage = f"blind ({p.stage})" if p.stage else "blind"
-            emit(TaskProgress(blind_planes[j], n, p.iteration, p.total, p.loss, stage, preview,
-                              p.kernel))  # fmt: skip
+            emit(
+                TaskProgress(
+                    blind_planes[j], n, p.iteration, p.total, p.loss, stage, preview, p.kernel
+                )
+            )
 
         results = deblur_stack(
-            crops, kshape, preset=cfg, seed=seed, device=device, callback=callback,
-            callback_every=max(1, cfg.iterations // 200), preview_every=preview_every,
-            should_stop=should_stop, restarts=restarts,
-        )  # fmt: skip
+            crops,
+            kshape,
+            preset=cfg,
+            seed=seed,
+            device=device,
+            callback=callback,
+            callback_every=max(1, cfg.iterations // 200),
+            preview_every=preview_every,
+            should_stop=should_stop,
+            restarts=restarts,
+        )
         for i, r in zip(blind_planes, results, strict=False):
             kernels[i] = r.kernel
             meta = r.metadata()
@@ -266,8 +285,15 @@ def blind_task(
 
             kern = kernels[todo] if stack_mode == "per-plane" else kernels[current_plane]
             sub = planes[todo]
-            res = refine(sub, kern, refine_method, rgb=geometry.rgb, device="cpu",
-                         callback=on_refine, should_stop=should_stop)  # fmt: skip
+            res = refine(
+                sub,
+                kern,
+                refine_method,
+                rgb=geometry.rgb,
+                device="cpu",
+                callback=on_refine,
+                should_stop=should_stop,
+            )
             latent[todo[: res.planes_done]] = res.image[: res.planes_done]
             cancelled = cancelled or res.cancelled
         runtime = time.perf_counter() - start
@@ -288,15 +314,23 @@ def blind_task(
         if len(runs) == 1:  # the common single-image case: its fields at the top level
             meta.update({k: v for k, v in runs[0].items() if k not in meta})
         latent_full = latent.reshape(np.shape(data))
-        kernel_out = kernels.reshape(*lead, *kshape) if stack_mode == "per-plane" and lead \
-            else kernels[current_plane]  # fmt: skip
+        kernel_out = (
+            kernels.reshape(*lead, *kshape)
+            if stack_mode == "per-plane" and lead
+            else kernels[current_plane]
+        )
         latent_layer = (
             latent_full,
-            {"name": f"{geometry.name} latent", "scale": geometry.scale,
-             "translate": geometry.translate, "rgb": geometry.rgb, "metadata": meta,
-             **geometry.extra},
+            {
+                "name": f"{geometry.name} latent",
+                "scale": geometry.scale,
+                "translate": geometry.translate,
+                "rgb": geometry.rgb,
+                "metadata": meta,
+                **geometry.extra,
+            },
             "image",
-        )  # fmt: skip
+        )
         klead = lead if stack_mode == "per-plane" else ()
         return [latent_layer, kernel_layer(kernel_out, geometry, klead, (h, w), meta)]
 
@@ -324,12 +358,34 @@ def refine_task(
         def on_progress(p):
             emit(TaskProgress(p.planes_done, n, p.step, p.steps, None, "refine"))
 
-        res = refine(data, kernel, method, rgb=geometry.rgb, device=device,
-                     callback=on_progress, should_stop=should_stop, **(params or {}))  # fmt: skip
-        meta = {**res.metadata(), "source_layer": geometry.name,
-                "kernel_shape": list(np.shape(kernel))}  # fmt: skip
-        return [(res.image, {"name": f"{geometry.name} refined", "scale": geometry.scale,
-                             "translate": geometry.translate, "rgb": geometry.rgb,
-                             "metadata": meta, **geometry.extra}, "image")]  # fmt: skip
+        res = refine(
+            data,
+            kernel,
+            method,
+            rgb=geometry.rgb,
+            device=device,
+            callback=on_progress,
+            should_stop=should_stop,
+            **(params or {}),
+        )
+        meta = {
+            **res.metadata(),
+            "source_layer": geometry.name,
+            "kernel_shape": list(np.shape(kernel)),
+        }
+        return [
+            (
+                res.image,
+                {
+                    "name": f"{geometry.name} refined",
+                    "scale": geometry.scale,
+                    "translate": geometry.translate,
+                    "rgb": geometry.rgb,
+                    "metadata": meta,
+                    **geometry.extra,
+                },
+                "image",
+            )
+        ]
 
     return _drive(work, cancel)

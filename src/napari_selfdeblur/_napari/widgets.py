@@ -67,9 +67,12 @@ def _geometry(layer) -> LayerGeometry:
     if not layer.rgb:
         extra["contrast_limits"] = tuple(layer.contrast_limits)
     return LayerGeometry(
-        layer.name, tuple(float(s) for s in layer.scale),
-        tuple(float(t) for t in layer.translate), bool(layer.rgb), extra,
-    )  # fmt: skip
+        layer.name,
+        tuple(float(s) for s in layer.scale),
+        tuple(float(t) for t in layer.translate),
+        bool(layer.rgb),
+        extra,
+    )
 
 
 def _put_layer(viewer, data, kwargs: dict[str, Any]):
@@ -119,9 +122,11 @@ class LossPlot(QWidget):
         span_i = max(its.max() - its.min(), 1)
         span_l = max(logs.max() - logs.min(), 1e-6)
         poly = QPolygonF(
-            [QPointF(4 + w * (i - its.min()) / span_i, 4 + h * (logs.max() - v) / span_l)
-             for i, v in zip(its, logs, strict=True)]
-        )  # fmt: skip
+            [
+                QPointF(4 + w * (i - its.min()) / span_i, 4 + h * (logs.max() - v) / span_l)
+                for i, v in zip(its, logs, strict=True)
+            ]
+        )
         painter.setPen(QPen(Qt.yellow, 1.5))
         painter.drawPolyline(poly)
         painter.setPen(Qt.gray)
@@ -219,29 +224,56 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="fast")
         self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.init = ComboBox(label="initialisation", value="random",
-                             choices=[("random (paper)", "random"),
-                                      ("no-blur: start from the input", "noblur")])  # fmt: skip
-        self.restarts = SpinBox(label="restarts (seeds to probe)", value=1, min=1, max=50,
-                                tooltip="probe this many seeds briefly and continue the best fit")
+        self.init = ComboBox(
+            label="initialisation",
+            value="random",
+            choices=[("random (paper)", "random"), ("no-blur: start from the input", "noblur")],
+        )
+        self.restarts = SpinBox(
+            label="restarts (seeds to probe)",
+            value=1,
+            min=1,
+            max=50,
+            tooltip="probe this many seeds briefly and continue the best fit",
+        )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.device_info = Label(value="")
-        self.roi = ComboBox(label="region (Shapes)", nullable=True, value=None,
-                            choices=lambda _: self._shapes_layers())  # fmt: skip
+        self.roi = ComboBox(
+            label="region (Shapes)",
+            nullable=True,
+            value=None,
+            choices=lambda _: self._shapes_layers(),
+        )
         self.preview_every = SpinBox(label="preview every", value=50, min=0, max=100000)
         self.stack_mode = ComboBox(
             label="stacks",
-            choices=[("kernel per plane", "per-plane"),
-                     ("kernel from current plane, refine all", "refine")],
+            choices=[
+                ("kernel per plane", "per-plane"),
+                ("kernel from current plane, refine all", "refine"),
+            ],
             value="refine",
-        )  # fmt: skip
-        self.extend([self.image, self.kernel_height, self.kernel_width, self.preset,
-                     self.iterations, self.seed, self.init, self.restarts, self.device,
-                     self.device_info,
-                     self.roi,
-                     self.preview_every, self.stack_mode, self.run_button, self.plane_progress,
-                     self.progress,
-                     self.status])  # fmt: skip
+        )
+        self.extend(
+            [
+                self.image,
+                self.kernel_height,
+                self.kernel_width,
+                self.preset,
+                self.iterations,
+                self.seed,
+                self.init,
+                self.restarts,
+                self.device,
+                self.device_info,
+                self.roi,
+                self.preview_every,
+                self.stack_mode,
+                self.run_button,
+                self.plane_progress,
+                self.progress,
+                self.status,
+            ]
+        )
         self.loss_plot = LossPlot()
         self.plane_progress.visible = False
         self.native.layout().addWidget(self.loss_plot)
@@ -253,9 +285,20 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         self._preview_latent: np.ndarray | None = None  # full-size array the previews fill
 
     def _inputs(self) -> list:
-        return [self.image, self.kernel_height, self.kernel_width, self.preset, self.iterations,
-                self.seed, self.init, self.restarts, self.device, self.roi, self.preview_every,
-                self.stack_mode]  # fmt: skip
+        return [
+            self.image,
+            self.kernel_height,
+            self.kernel_width,
+            self.preset,
+            self.iterations,
+            self.seed,
+            self.init,
+            self.restarts,
+            self.device,
+            self.roi,
+            self.preview_every,
+            self.stack_mode,
+        ]
 
     def _shapes_layers(self) -> list:
         from napari.layers import Shapes
@@ -315,13 +358,21 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 current = int(np.ravel_multi_index(idx, lead_shape))
             self._cancel = threading.Event()
             task = blind_task(
-                data, _geometry(layer), (self.kernel_height.value, self.kernel_width.value),
-                preset=self._config(), iterations=None, preset_name=self.preset.value,
-                seed=self.seed.value, device=self.device.value, roi=self._roi(layer),
-                stack_mode=self.stack_mode.value, current_plane=current,
-                preview_every=self.preview_every.value, restarts=self.restarts.value,
+                data,
+                _geometry(layer),
+                (self.kernel_height.value, self.kernel_width.value),
+                preset=self._config(),
+                iterations=None,
+                preset_name=self.preset.value,
+                seed=self.seed.value,
+                device=self.device.value,
+                roi=self._roi(layer),
+                stack_mode=self.stack_mode.value,
+                current_plane=current,
+                preview_every=self.preview_every.value,
+                restarts=self.restarts.value,
                 cancel=self._cancel,
-            )  # fmt: skip
+            )
         except (SelfDeblurError, ValueError) as exc:
             return self._bad_input(exc)
         self.loss_plot.clear()
@@ -351,9 +402,17 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 self._preview_latent = np.array(layer.data, copy=True)
             full = self._preview_latent
             full.reshape(-1, *p.latent.shape)[p.plane] = p.latent
-            _put_layer(self._viewer, full, {"name": f"{geo.name} latent", "scale": geo.scale,
-                                            "translate": geo.translate, "rgb": geo.rgb,
-                                            **geo.extra})  # fmt: skip
+            _put_layer(
+                self._viewer,
+                full,
+                {
+                    "name": f"{geo.name} latent",
+                    "scale": geo.scale,
+                    "translate": geo.translate,
+                    "rgb": geo.rgb,
+                    **geo.extra,
+                },
+            )
         hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
         data, kwargs, _ = kernel_layer(p.kernel, geo, (), hw, {})
         _put_layer(self._viewer, data, kwargs)
@@ -383,13 +442,27 @@ class BlindDeblurWidget(Container, _RunnerMixin):
 
 def _param_widget(p: Param):
     if p.choices is not None:
-        return ComboBox(name=p.name, label=p.name, choices=list(p.choices), value=p.default,
-                        tooltip=p.help)  # fmt: skip
+        return ComboBox(
+            name=p.name, label=p.name, choices=list(p.choices), value=p.default, tooltip=p.help
+        )
     if p.kind is int:
-        return SpinBox(name=p.name, label=p.name, value=p.default, min=int(p.low or 0),
-                       max=int(p.high or 10**6), tooltip=p.help)  # fmt: skip
-    return FloatSpinBox(name=p.name, label=p.name, value=p.default, min=p.low or 0.0,
-                        max=p.high or 1e6, step=0.01, tooltip=p.help)  # fmt: skip
+        return SpinBox(
+            name=p.name,
+            label=p.name,
+            value=p.default,
+            min=int(p.low or 0),
+            max=int(p.high or 10**6),
+            tooltip=p.help,
+        )
+    return FloatSpinBox(
+        name=p.name,
+        label=p.name,
+        value=p.default,
+        min=p.low or 0.0,
+        max=p.high or 1e6,
+        step=0.01,
+        tooltip=p.help,
+    )
 
 
 class RefineWidget(Container, _RunnerMixin):
@@ -402,8 +475,9 @@ class RefineWidget(Container, _RunnerMixin):
         self.kernel_source = ComboBox(
             label="kernel", choices=["layer", "gaussian", "disk", "motion"], value="layer"
         )
-        self.kernel_layer = ComboBox(label="kernel layer", nullable=True,
-                                     choices=lambda _: _image_layers(viewer))  # fmt: skip
+        self.kernel_layer = ComboBox(
+            label="kernel layer", nullable=True, choices=lambda _: _image_layers(viewer)
+        )
         self.sigma = FloatSpinBox(label="sigma (px)", value=2.0, min=0.1, max=50, step=0.1)
         self.radius = FloatSpinBox(label="radius (px)", value=3.0, min=0.5, max=50, step=0.5)
         self.length = FloatSpinBox(label="length (px)", value=9.0, min=1, max=100, step=1)
@@ -414,13 +488,28 @@ class RefineWidget(Container, _RunnerMixin):
         self.strength = FloatSpinBox(label="strength", value=1e-3, min=0.0, max=10.0, step=1e-5)
         self.method_params: dict[str, Container] = {}
         for m in METHODS.values():
-            box = Container(widgets=[_param_widget(p) for p in m.params if p.name != "strength"],
-                            labels=True)  # fmt: skip
+            box = Container(
+                widgets=[_param_widget(p) for p in m.params if p.name != "strength"], labels=True
+            )
             self.method_params[m.name] = box
-        self.extend([self.image, self.kernel_source, self.kernel_layer, self.sigma, self.radius,
-                     self.length, self.angle, self.method, self.auto_strength, self.strength,
-                     *self.method_params.values(), self.run_button, self.progress,
-                     self.status])  # fmt: skip
+        self.extend(
+            [
+                self.image,
+                self.kernel_source,
+                self.kernel_layer,
+                self.sigma,
+                self.radius,
+                self.length,
+                self.angle,
+                self.method,
+                self.auto_strength,
+                self.strength,
+                *self.method_params.values(),
+                self.run_button,
+                self.progress,
+                self.status,
+            ]
+        )
         self.kernel_source.changed.connect(self._update_visibility)
         self.method.changed.connect(self._update_visibility)
         self.auto_strength.changed.connect(self._update_visibility)
@@ -430,9 +519,19 @@ class RefineWidget(Container, _RunnerMixin):
         self._update_visibility()
 
     def _inputs(self) -> list:
-        return [self.image, self.kernel_source, self.kernel_layer, self.sigma, self.radius,
-                self.length, self.angle, self.method, self.auto_strength, self.strength,
-                *self.method_params.values()]  # fmt: skip
+        return [
+            self.image,
+            self.kernel_source,
+            self.kernel_layer,
+            self.sigma,
+            self.radius,
+            self.length,
+            self.angle,
+            self.method,
+            self.auto_strength,
+            self.strength,
+            *self.method_params.values(),
+        ]
 
     def _update_visibility(self, *_):
         src = self.kernel_source.value
@@ -478,8 +577,14 @@ class RefineWidget(Container, _RunnerMixin):
             if layer is None:
                 raise SelfDeblurError("no image layer selected: add or choose an image")
             self._cancel = threading.Event()
-            task = refine_task(np.asarray(layer.data), _geometry(layer), self.kernel(),
-                               self.method.value, self.params(), cancel=self._cancel)  # fmt: skip
+            task = refine_task(
+                np.asarray(layer.data),
+                _geometry(layer),
+                self.kernel(),
+                self.method.value,
+                self.params(),
+                cancel=self._cancel,
+            )
         except (SelfDeblurError, ValueError) as exc:
             return self._bad_input(exc)
         return self._start(task)
@@ -502,4 +607,3 @@ class RefineWidget(Container, _RunnerMixin):
         else:
             self.status.value = f"done in {meta['runtime_s']:.2f} s"
         self.progress.value = self.progress.max
-

@@ -17,6 +17,7 @@ from ..imaging.noise import estimate_noise_sigma
 from ..provenance import header
 from .diagnostics import Diagnosis, diagnose
 from .physics import latent_shape, parse_kernel_size
+from .restarts import with_restarts
 from .solver import Progress
 
 
@@ -175,21 +176,40 @@ def deblur(
         raise InvalidInputError("restarts and checkpoint cannot be combined")
     start = time.perf_counter()
     common = dict(
-        device=dev, noise_sigma=prep.sigma, callback=callback, callback_every=callback_every,
-        preview_every=preview_every, should_stop=should_stop,
-    )  # fmt: skip
+        device=dev,
+        noise_sigma=prep.sigma,
+        callback=callback,
+        callback_every=callback_every,
+        preview_every=preview_every,
+        should_stop=should_stop,
+    )
     extra: dict[str, Any] = {}
     if restarts > 1:
-        raw, seed, extra["restarts"] = _with_restarts(
-            prep.grey, kshape, cfg, seed, restarts, restart_iterations, common
+        raw, seed, extra["restarts"] = with_restarts(
+            prep.grey,
+            kshape,
+            cfg,
+            seed=seed,
+            restarts=restarts,
+            probe=restart_iterations,
+            common=common,
         )
     else:
-        raw = fit(prep.grey, kshape, cfg, seed=seed, checkpoint=checkpoint,
-                  checkpoint_every=checkpoint_every, **common)  # fmt: skip
+        raw = fit(
+            prep.grey,
+            kshape,
+            cfg,
+            seed=seed,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            **common,
+        )
     result = _finish(prep, raw, cfg, seed, dev, time.perf_counter() - start, extra)
     if raw.resumed_from and restarts == 1:
-        result.extra.update(resumed_from_iteration=raw.resumed_from,
-                            resumed_runtime_s=round(raw.resumed_runtime_s, 3))  # fmt: skip
+        result.extra.update(
+            resumed_from_iteration=raw.resumed_from,
+            resumed_runtime_s=round(raw.resumed_runtime_s, 3),
+        )
     return result
 
 
@@ -223,9 +243,13 @@ def _finish(prep: _Prepared, raw, cfg, seed, dev, runtime, extra) -> DeblurResul
     else:
         latent_unit = raw.latent
     diagnosis = diagnose(
-        prep.unit, latent_unit, raw.kernel, raw.history, completed=not raw.cancelled,
+        prep.unit,
+        latent_unit,
+        raw.kernel,
+        raw.history,
+        completed=not raw.cancelled,
         loss_switch=cfg.ssim_start,
-    )  # fmt: skip
+    )
     return DeblurResult(
         latent=prep.intensity.from_unit(latent_unit),
         kernel=raw.kernel.astype(np.float32),
@@ -289,10 +313,19 @@ def deblur_stack(
         out = []
         for i, a in enumerate(arrs):
             cb = None if callback is None else (lambda p, i=i: callback(replace(p, planes=(i,))))
-            r = deblur(a, kernel_size, preset=cfg, seed=seed, device=device, callback=cb,
-                       callback_every=callback_every, should_stop=should_stop,
-                       preview_every=preview_every, restarts=restarts,
-                       restart_iterations=restart_iterations)  # fmt: skip
+            r = deblur(
+                a,
+                kernel_size,
+                preset=cfg,
+                seed=seed,
+                device=device,
+                callback=cb,
+                callback_every=callback_every,
+                should_stop=should_stop,
+                preview_every=preview_every,
+                restarts=restarts,
+                restart_iterations=restart_iterations,
+            )
             out.append(r)
             if r.cancelled:
                 break
@@ -305,52 +338,21 @@ def deblur_stack(
         cb = None if callback is None else (lambda p, idx=idx: callback(replace(p, planes=idx)))
         start = time.perf_counter()
         raws = fit_planes(
-            np.stack([p.grey for p in preps]), kshape, cfg, device=dev, seed=seed, callback=cb,
-            callback_every=callback_every, should_stop=should_stop,
-        )  # fmt: skip
+            np.stack([p.grey for p in preps]),
+            kshape,
+            cfg,
+            device=dev,
+            seed=seed,
+            callback=cb,
+            callback_every=callback_every,
+            should_stop=should_stop,
+        )
         runtime = (time.perf_counter() - start) / len(idx)  # the batch's time, shared
         for prep, raw in zip(preps, raws, strict=True):
             out.append(_finish(prep, raw, cfg, seed, dev, runtime, {"batched_planes": len(idx)}))
         if raws[0].cancelled:
             break
     return out
-
-
-def restart_probe_length(cfg: DeblurConfig, restart_iterations: int | None) -> int:
-    """Full-size iterations of each restart probe: ``restart_iterations``, or a tenth of the run."""
-    probe = int(restart_iterations) if restart_iterations is not None else max(
-        1, cfg.iterations // 10)  # fmt: skip
-    if not 1 <= probe < cfg.iterations:
-        raise InvalidInputError(
-            f"restart_iterations must be between 1 and {cfg.iterations - 1}, got {probe}"
-        )
-    return probe
-
-
-def _with_restarts(grey, kshape, cfg, seed, restarts, probe, common):
-    """Probe ``restarts`` seeds for ``probe`` iterations, continue the best; see :func:`deblur`."""
-    import tempfile
-    from pathlib import Path
-
-    from .solver import fit
-
-    probe = restart_probe_length(cfg, probe)
-    seeds = [seed + i for i in range(restarts)]
-    losses: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="selfdeblur-restarts-") as tmp:
-        for s in seeds:
-            r = fit(grey, kshape, cfg, seed=s, checkpoint=Path(tmp) / f"{s}.pt",
-                    checkpoint_every=probe, stop_at=probe, **common)  # fmt: skip
-            if r.iterations_run < probe:  # the user cancelled during the probes
-                return r, s, {"seeds": seeds[: len(losses) + 1], "probe_iterations": probe,
-                              "probe_losses": losses, "chosen_seed": s}  # fmt: skip
-            losses.append(r.final_loss)
-        best = seeds[int(np.argmin(losses))]
-        raw = fit(grey, kshape, cfg, seed=best, checkpoint=Path(tmp) / f"{best}.pt",
-                  checkpoint_every=cfg.iterations, **common)  # fmt: skip
-    info = {"seeds": seeds, "probe_iterations": probe,
-            "probe_losses": [round(v, 6) for v in losses], "chosen_seed": best}  # fmt: skip
-    return raw, best, info
 
 
 def _color_latent(

@@ -23,21 +23,28 @@ import torch
 from ..config import DeblurConfig
 from ..errors import OutOfMemoryError
 from .device import deterministic_cudnn, is_out_of_memory
+from .objective import data_loss
+from .physics import gaussian_kernel, select_blur
 from .solver import (
     FitResult,
     Progress,
-    _data_loss,
-    _outputs,
-    _warm_start,
+    Recorder,
+    Step,
+    Stepper,
     build_generators,
-    gaussian_kernel,
+    outputs,
+    warm_start,
 )
 
 
 def can_batch(cfg: DeblurConfig) -> bool:
     """Whether :func:`fit_planes` supports this configuration."""
-    return (cfg.mode == "joint" and cfg.coarse_levels == 0 and cfg.tv_factor == 0
-            and cfg.precision == "float32")  # fmt: skip
+    return (
+        cfg.mode == "joint"
+        and cfg.coarse_levels == 0
+        and cfg.tv_factor == 0
+        and cfg.precision == "float32"
+    )
 
 
 def fit_planes(
@@ -53,8 +60,8 @@ def fit_planes(
 ) -> list[FitResult]:
     """Fit every plane of ``ys`` (P, H, W), float in [0, 1], in one batched optimisation.
 
-    Returns one :class:`~napari_selfdeblur.solver.FitResult` per plane, as
-    :func:`~napari_selfdeblur.solver.fit` would with the same seed (up to float rounding).
+    Returns one :class:`~napari_selfdeblur.engine.solver.FitResult` per plane, as
+    :func:`~napari_selfdeblur.engine.solver.fit` would with the same seed (up to float rounding).
     ``callback`` receives the mean loss over the planes every ``callback_every`` iterations; each
     result's ``history`` holds its own plane's loss. ``should_stop`` cancels all planes at once.
     """
@@ -62,8 +69,16 @@ def fit_planes(
         raise ValueError("fit_planes needs joint mode, float32, no TV and no coarse levels")
     try:
         with deterministic_cudnn():
-            return _fit_planes(ys, kernel_shape, config, device, seed, callback,
-                               max(1, callback_every), should_stop)  # fmt: skip
+            return _fit_planes(
+                ys,
+                kernel_shape,
+                config,
+                device=device,
+                seed=seed,
+                callback=callback,
+                every=max(1, callback_every),
+                should_stop=should_stop,
+            )
     except Exception as exc:
         if is_out_of_memory(exc):
             p, h, w = ys.shape
@@ -74,10 +89,8 @@ def fit_planes(
         raise
 
 
-def _fit_planes(ys, kernel_shape, cfg, device, seed, callback, every, should_stop):
-    from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
-
-    from .physics import select_blur
+def _fit_planes(ys, kernel_shape, cfg, *, device, seed, callback, every, should_stop):
+    from torch.func import replace_all_batch_norm_modules_
 
     n, h, w = ys.shape
     gx, gk, zx, zk = build_generators(cfg, kernel_shape, (h, w), seed, device)
@@ -85,12 +98,71 @@ def _fit_planes(ys, kernel_shape, cfg, device, seed, callback, every, should_sto
     targets = targets.to(device)  # (P, 1, 1, H, W)
     gx.train()
     gk.train()
-    params_x, params_k = [], []
+    px, pk = _plane_parameters(gx, gk, zx, zk, targets, cfg, kernel_shape)
+    # Train-mode BatchNorm normalises with the batch's statistics; without running statistics
+    # (never read in training mode) the module has no buffers to update inside vmap.
+    replace_all_batch_norm_modules_(gx)
+    forward = _batched_forward(gx, gk, zk, cfg)
+    opt = torch.optim.Adam(
+        [
+            {"params": list(px.values()), "lr": cfg.lr_image},
+            {"params": list(pk.values()), "lr": cfg.lr_kernel},
+        ]
+    )
+    stepper = Stepper(
+        opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
+    )
+    perturb = torch.Generator(device=device).manual_seed(seed + 1)
+    results = [FitResult(latent=np.empty(0), kernel=np.empty(0)) for _ in range(n)]
+    recorders = [
+        Recorder(r, callback=None, every=every, preview=0, last=cfg.iterations) for r in results
+    ]
+    last = None
+    for it in range(cfg.iterations):
+        if should_stop is not None and it > 0 and should_stop():
+            break
+        z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
+        losses, x, k = forward(px, pk, targets, z, it)
+        stepper.step(losses.sum())
+        last = [Step(it + 1, losses[i], x[i], k[i]) for i in range(n)]
+        for rec, step in zip(recorders, last, strict=True):
+            rec.record(step, outputs=None)
+        due = (it + 1) % every == 0 or it + 1 == cfg.iterations
+        if callback is not None and due:
+            mean = float(np.mean([r.final_loss for r in results]))
+            callback(Progress(it + 1, cfg.iterations, mean))
+    if last is None:  # stopped before the first iteration: report the starting point
+        with torch.no_grad():
+            _, x, k = forward(px, pk, targets, zx, 0)
+    for i, (r, rec) in enumerate(zip(results, recorders, strict=True)):
+        rec.close(None if last is None else last[i], r.iterations_run < cfg.iterations)
+        r.latent, r.kernel = outputs(x[i], k[i], (h, w))
+    return results
+
+
+def _plane_parameters(gx, gk, zx, zk, targets, cfg, kernel_shape):
+    """Every plane's parameters of Gx and Gk, stacked along a new leading axis.
+
+    All planes start from the same networks (the seed's); with ``init="noblur"`` each copy is
+    first warm-started on its own plane.
+    """
+    n, h, w = targets.shape[0], targets.shape[-2], targets.shape[-1]
     if cfg.init == "noblur":
-        k0 = gaussian_kernel(kernel_shape, cfg.init_kernel_sigma).to(device)
+        params_x, params_k = [], []
+        k0 = gaussian_kernel(kernel_shape, cfg.init_kernel_sigma).to(targets.device)
         for i in range(n):  # the warm start is short: plane by plane, from the same networks
             gxi, gki = copy.deepcopy(gx), copy.deepcopy(gk)
-            _warm_start(gxi, gki, zx, zk, targets[i], k0, cfg, kernel_shape, (h, w), None)
+            warm_start(
+                gxi,
+                gki,
+                zx,
+                zk,
+                x_target=targets[i],
+                k_target=k0,
+                cfg=cfg,
+                kernel_shape=kernel_shape,
+                image_shape=(h, w),
+            )
             params_x.append(dict(gxi.named_parameters()))
             params_k.append(dict(gki.named_parameters()))
     else:
@@ -100,50 +172,18 @@ def _fit_planes(ys, kernel_shape, cfg, device, seed, callback, every, should_sto
     def stack(dicts):
         return {k: torch.stack([d[k].detach() for d in dicts]).requires_grad_() for k in dicts[0]}
 
-    px, pk = stack(params_x), stack(params_k)
-    # Train-mode BatchNorm normalises with the batch's statistics; without running statistics
-    # (never read in training mode) the module has no buffers to update inside vmap.
-    replace_all_batch_norm_modules_(gx)
+    return stack(params_x), stack(params_k)
+
+
+def _batched_forward(gx, gk, zk, cfg):
+    """``forward(px, pk, targets, z, it)`` -> (losses (P,), latents, kernels), vectorised."""
+    from torch.func import functional_call, vmap
+
     blur = select_blur(cfg.blur)
-    opt = torch.optim.Adam([{"params": list(px.values()), "lr": cfg.lr_image},
-                            {"params": list(pk.values()), "lr": cfg.lr_kernel}])  # fmt: skip
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
-    perturb = torch.Generator(device=device).manual_seed(seed + 1)
 
     def one_plane(p_x, p_k, target, z, it):
         x = functional_call(gx, p_x, (z,))
         k = functional_call(gk, p_k, (zk,))
-        return _data_loss(cfg, it, blur(x, k), target), x, k
+        return data_loss(cfg, it, blur(x, k), target), x, k
 
-    results = [FitResult(latent=np.empty(0), kernel=np.empty(0)) for _ in range(n)]
-    x = k = losses = None
-    for it in range(cfg.iterations):
-        if should_stop is not None and it > 0 and should_stop():
-            for r in results:
-                r.cancelled = True
-            break
-        z = zx + cfg.input_noise_std * torch.randn(zx.shape, generator=perturb, device=device)
-        losses, x, k = vmap(one_plane, in_dims=(0, 0, 0, None, None))(px, pk, targets, z, it)
-        opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        opt.step()
-        sched.step()
-        done = it + 1
-        for r in results:
-            r.iterations_run = done
-        if done % every == 0 or done == cfg.iterations:
-            values = losses.detach().cpu().numpy().astype(float)
-            if not np.isfinite(values).all():
-                raise FloatingPointError(f"the loss became non-finite at iteration {done}")
-            for r, v in zip(results, values, strict=True):
-                r.history.append((done, float(v)))
-            if callback is not None:
-                callback(Progress(done, cfg.iterations, float(values.mean())))
-    if x is None:  # stopped before the first iteration: report the starting point
-        with torch.no_grad():
-            _, x, k = vmap(one_plane, in_dims=(0, 0, 0, None, None))(px, pk, targets, zx, 0)
-    for i, r in enumerate(results):
-        if r.cancelled and losses is not None and (not r.history or r.history[-1][0] != done):
-            r.history.append((r.iterations_run, float(losses[i].detach())))
-        r.latent, r.kernel = _outputs(x[i], k[i], (h, w))
-    return results
+    return vmap(one_plane, in_dims=(0, 0, 0, None, None))

@@ -152,3 +152,33 @@ def shift_kernel(kernel: np.ndarray, dy: int, dx: int) -> np.ndarray:
     src = kernel[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
     out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
     return out
+
+
+def resample(a: np.ndarray, shape: tuple[int, int], *, kernel: bool = False) -> np.ndarray:
+    """Bilinear resampling of a 2-D array to ``shape`` (antialiased when shrinking).
+
+    ``kernel=True`` maps the corner pixels onto each other (so centre stays on centre for odd
+    sizes), clips negatives and renormalises to unit sum.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
+    if kernel:
+        out = F.interpolate(t, size=shape, mode="bilinear", align_corners=True)[0, 0].clamp_min(0)
+        return (out / out.sum()).numpy()
+    shrink = shape[0] < a.shape[0] or shape[1] < a.shape[1]
+    return F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=shrink)[
+        0, 0
+    ].numpy()
+
+
+def gaussian_kernel(kernel_shape: tuple[int, int], sigma: float) -> torch.Tensor:
+    """A centred isotropic Gaussian PSF of ``kernel_shape`` (unit sum, float32, on the CPU)."""
+    import torch
+
+    kh, kw = kernel_shape
+    yy = torch.arange(kh, dtype=torch.float32) - kh // 2
+    xx = torch.arange(kw, dtype=torch.float32) - kw // 2
+    g = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2) / sigma**2)
+    return g / g.sum()

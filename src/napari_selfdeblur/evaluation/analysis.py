@@ -109,8 +109,14 @@ def spectral_study(
         if p.latent is not None and p.iteration in snaps:
             latents[p.iteration] = p.latent.copy()
 
-    deblur(image, kernel_size, callback=grab, callback_every=every, preview_every=every,
-           **deblur_kwargs)  # fmt: skip
+    deblur(
+        image,
+        kernel_size,
+        callback=grab,
+        callback_every=every,
+        preview_every=every,
+        **deblur_kwargs,
+    )
     its = [i for i in snaps if i in latents]
     freq, p_in = radial_power_spectrum(unit.to_unit(image), n_bins)
     spectra = {"input": p_in}
@@ -133,8 +139,11 @@ def write_spectral(study: SpectralStudy, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     names = list(study.spectra)
     paths = [out / "spectra.csv", out / "spectra.png"]
-    _write_csv(paths[0], ["frequency", *names],
-               [[f, *(study.spectra[n][i] for n in names)] for i, f in enumerate(study.freq)])
+    _write_csv(
+        paths[0],
+        ["frequency", *names],
+        [[f, *(study.spectra[n][i] for n in names)] for i, f in enumerate(study.freq)],
+    )
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for n in names:
@@ -209,7 +218,7 @@ def loss_landscape(
     from torch.func import functional_call
 
     from ..engine.device import resolve_device
-    from ..engine.losses import ssim
+    from ..engine.objective import final_data_loss
     from ..engine.physics import select_blur
     from ..engine.solver import build_generators
 
@@ -219,23 +228,21 @@ def loss_landscape(
     gx.train()
     gk.train()
     target = torch.from_numpy(y)[None, None].to(dev)
-    use_ssim = config.ssim_start < config.iterations
     names_x = [n for n, _ in gx.named_parameters()]
     names_k = [n for n, _ in gk.named_parameters()]
 
     def flat(state):
-        return {**{f"x.{n}": state["gx"][n].to(dev) for n in names_x},
-                **{f"k.{n}": state["gk"][n].to(dev) for n in names_k}}  # fmt: skip
+        return {
+            **{f"x.{n}": state["gx"][n].to(dev) for n in names_x},
+            **{f"k.{n}": state["gk"][n].to(dev) for n in names_k},
+        }
 
     w1, w2 = flat(state_a), flat(state_b)
 
     def loss_at(params):
         x = functional_call(gx, {n: params[f"x.{n}"] for n in names_x}, (zx,))
         k = functional_call(gk, {n: params[f"k.{n}"] for n in names_k}, (zk,))
-        pred = select_blur(config.blur)(x, k)
-        if use_ssim:
-            return 1 - ssim(pred, target, window=config.ssim_window, sigma=config.ssim_sigma)
-        return torch.nn.functional.mse_loss(pred, target)
+        return final_data_loss(config, select_blur(config.blur)(x, k), target)
 
     def line(t):
         return {n: (1 - t) * w1[n] + t * w2[n] for n in w1}
@@ -267,8 +274,11 @@ def write_landscape(land: Landscape, out_dir: str | Path, labels=("start", "end"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "landscape.csv", out / "landscape.png"]
-    _write_csv(paths[0], ["t", "line_loss", "bezier_loss"],
-               [[t, a, b] for t, a, b in zip(land.t, land.line, land.curve, strict=True)])
+    _write_csv(
+        paths[0],
+        ["t", "line_loss", "bezier_loss"],
+        [[t, a, b] for t, a, b in zip(land.t, land.line, land.curve, strict=True)],
+    )
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(land.t, land.line, marker=".", label=f"straight line (mean {land.line_mean:.4g})")
@@ -309,9 +319,14 @@ def seed_study(
         for seed in seeds:
             r = deblur(image, kernel_size, preset=cfg, seed=seed, device=device)
             score = levin_score(_to_unit_range(r.latent), _to_unit_range(truth))
-            row = {"init": init, "seed": seed, "psnr": round(score.psnr, 3),
-                   "ssim": round(score.ssim, 4), "flags": " ".join(r.diagnosis.flags),
-                   "runtime_s": round(r.runtime_s, 1)}  # fmt: skip
+            row = {
+                "init": init,
+                "seed": seed,
+                "psnr": round(score.psnr, 3),
+                "ssim": round(score.ssim, 4),
+                "flags": " ".join(r.diagnosis.flags),
+                "runtime_s": round(r.runtime_s, 1),
+            }
             if true_kernel is not None:
                 row["kernel_similarity"] = round(kernel_similarity(r.kernel, true_kernel), 3)
             rows.append(row)
@@ -343,8 +358,13 @@ def summarise_seeds(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for init in dict.fromkeys(r["init"] for r in rows):
         vals = np.array([r["psnr"] for r in rows if r["init"] == init])
         flagged = sum(1 for r in rows if r["init"] == init and r["flags"])
-        out[init] = {"runs": len(vals), "mean": float(vals.mean()), "std": float(vals.std()),
-                     "worst": float(vals.min()), "flagged": flagged}  # fmt: skip
+        out[init] = {
+            "runs": len(vals),
+            "mean": float(vals.mean()),
+            "std": float(vals.std()),
+            "worst": float(vals.min()),
+            "flagged": flagged,
+        }
     return out
 
 

@@ -56,15 +56,19 @@ def oriented_psf(root: str, kernel_index: int) -> np.ndarray:
     k = _grey01(folder / "gt" / f"kernel{kernel_index}.png")
     k /= k.sum()
     pairs = [  # all four images vote
-        (_grey01(folder / "gt" / f"im{i}.png"),
-         _grey01(folder / f"im{i}_kernel{kernel_index}_img.png"))
+        (
+            _grey01(folder / "gt" / f"im{i}.png"),
+            _grey01(folder / f"im{i}_kernel{kernel_index}_img.png"),
+        )
         for i in range(1, 5)
-    ]  # fmt: skip
+    ]
     errors = [
-        sum(shift_search(convolve_same(sharp, cand), blurry, crop=6, max_shift=5, step=1.0)[2]
-            for sharp, blurry in pairs)
+        sum(
+            shift_search(convolve_same(sharp, cand), blurry, crop=6, max_shift=5, step=1.0)[2]
+            for sharp, blurry in pairs
+        )
         for cand in (k, k[::-1, ::-1])
-    ]  # fmt: skip
+    ]
     return np.ascontiguousarray(k if errors[0] <= errors[1] else k[::-1, ::-1])
 
 

@@ -85,9 +85,12 @@ def _shift_bilinear_rows(x: np.ndarray, s: float, start: int, n: int) -> np.ndar
 
 
 def shift_search(
-    estimate: np.ndarray, truth: np.ndarray, crop: int = 15, max_shift: float = 5.0,
+    estimate: np.ndarray,
+    truth: np.ndarray,
+    crop: int = 15,
+    max_shift: float = 5.0,
     step: float = 0.25,
-) -> tuple[np.ndarray, tuple[float, float], float]:  # fmt: skip
+) -> tuple[np.ndarray, tuple[float, float], float]:
     """Resample ``estimate`` onto the cropped ``truth`` grid at the shift of least squared error.
 
     Every shift (dy, dx) on the grid -max_shift:step:max_shift is tried (bilinear resampling,

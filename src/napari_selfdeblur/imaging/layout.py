@@ -36,4 +36,3 @@ def split_planes(
     is_rgb, lead = split_layout(arr.shape, rgb)
     n = int(np.prod(lead)) if lead else 1
     return arr.reshape((n, *arr.shape[len(lead) :])), lead, is_rgb
-

@@ -23,10 +23,16 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     if x.ndim != 2 or min(x.shape) < 3:
         raise ValueError(f"noise estimation needs a 2-D image of at least 3x3, got {x.shape}")
     f = (
-        x[:-2, :-2] - 2 * x[:-2, 1:-1] + x[:-2, 2:]
-        - 2 * x[1:-1, :-2] + 4 * x[1:-1, 1:-1] - 2 * x[1:-1, 2:]
-        + x[2:, :-2] - 2 * x[2:, 1:-1] + x[2:, 2:]
-    )  # fmt: skip
+        x[:-2, :-2]
+        - 2 * x[:-2, 1:-1]
+        + x[:-2, 2:]
+        - 2 * x[1:-1, :-2]
+        + 4 * x[1:-1, 1:-1]
+        - 2 * x[1:-1, 2:]
+        + x[2:, :-2]
+        - 2 * x[2:, 1:-1]
+        + x[2:, 2:]
+    )
     h, w = x.shape
     return float(math.sqrt(math.pi / 2) * np.abs(f).sum() / (6 * (h - 2) * (w - 2)))
 

@@ -72,8 +72,12 @@ def rasterize_path(points: np.ndarray, size: int) -> np.ndarray:
     for y, x in np.asarray(points, dtype=np.float64):
         iy, ix = math.floor(y), math.floor(x)
         fy, fx = y - iy, x - ix
-        for oy, ox, w in ((0, 0, (1 - fy) * (1 - fx)), (1, 0, fy * (1 - fx)),
-                          (0, 1, (1 - fy) * fx), (1, 1, fy * fx)):  # fmt: skip
+        for oy, ox, w in (
+            (0, 0, (1 - fy) * (1 - fx)),
+            (1, 0, fy * (1 - fx)),
+            (0, 1, (1 - fy) * fx),
+            (1, 1, fy * fx),
+        ):
             if 0 <= iy + oy < size and 0 <= ix + ox < size:
                 k[iy + oy, ix + ox] += w
     if k.sum() <= 0:
@@ -141,7 +145,6 @@ def prepare_kernels(kernel: np.ndarray, stack_shape: tuple[int, ...]) -> list[np
         f"kernel shape {kern.shape} does not fit an image with stack shape {tuple(stack_shape)}: "
         f"give one 2-D kernel or one per plane, shape {(*stack_shape, 'kh', 'kw')}"
     )
-
 
 
 PSF_SHAPES = {"gaussian": gaussian_psf, "disk": disk_psf, "motion": motion_psf}

@@ -34,32 +34,7 @@ from . import DEFAULT_METHOD, get_method
 # noise levels 0.001-0.03 (not the Levin set). Richardson-Lucy's TV weight was not calibrated.
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # -- inputs --------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
 
 
 def _is_blank(plane: np.ndarray, is_rgb: bool) -> bool:
@@ -220,8 +195,9 @@ def refine(
                 stop["now"] = bool(should_stop is not None and should_stop())
                 return stop["now"]
 
-            est = spec.run(y, psf.to(dev), [strengths[i] or 0.0 for i, _ in chunk], values,
-                           step, dev)  # fmt: skip
+            est = spec.run(
+                y, psf.to(dev), [strengths[i] or 0.0 for i, _ in chunk], values, step, dev
+            )
             if stop["now"]:
                 cancelled = True
                 break

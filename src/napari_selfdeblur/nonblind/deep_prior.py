@@ -30,10 +30,17 @@ def _run(planes, psf, strengths, params, step, device):
             return step(base + seen["it"], total)
 
         res = fit(
-            planes[i].detach().cpu().numpy().astype(np.float32), kernel.shape, cfg,
-            device=device, seed=params["seed"], noise_sigma=0.0, callback=callback,
-            callback_every=1, should_stop=poll, fixed_kernel=kernel,
-        )  # fmt: skip
+            planes[i].detach().cpu().numpy().astype(np.float32),
+            kernel.shape,
+            cfg,
+            device=device,
+            seed=params["seed"],
+            noise_sigma=0.0,
+            callback=callback,
+            callback_every=1,
+            should_stop=poll,
+            fixed_kernel=kernel,
+        )
         outs.append(res.latent)
         if res.cancelled:
             outs.extend(p.detach().cpu().numpy() for p in planes[i + 1 :])

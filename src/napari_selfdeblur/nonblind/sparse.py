@@ -51,9 +51,7 @@ def sparse_prior(
 
     h, w = planes.shape[-2:]
     op = ValidBlur(psf, (h, w))
-    filters = [
-        (planes.new_tensor(f)[None, None], c) for f, c in _SPARSE_FILTERS
-    ]  # conv2d weights
+    filters = [(planes.new_tensor(f)[None, None], c) for f, c in _SPARSE_FILTERS]  # conv2d weights
 
     def responses(x):
         return [F.conv2d(x[:, None], f)[:, 0] for f, _ in filters]
