@@ -7,7 +7,7 @@ blurry image, as at run time). Strength means what it means in ``refine``: the p
 larger is smoother. The kernel is known and aligned, so there is no shift search; PSNR excludes a
 15-px border. For each method and noise level the best strength on a log grid is found, and a
 power law ``strength = a * sigma**p`` fitted through them (least squares in log-log) becomes the
-method's default rule in ``napari_selfdeblur.refine``. The Levin set is never used here;
+method's default rule in ``napari_selfdeblur.nonblind``. The Levin set is never used here;
 benchmarks/nonblind.py measures the chosen defaults on it.
 
     python benchmarks/calibrate_nonblind.py            # needs scikit-image

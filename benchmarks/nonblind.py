@@ -1,8 +1,8 @@
 """Non-blind deconvolution of the Levin set with the ground-truth kernels, scored by the protocol.
 
 Every blurry image is deconvolved with its true kernel (normalised to unit sum, orientation checked
-by re-blurring the sharp image: ``napari_selfdeblur.datasets``) by each method of
-``napari_selfdeblur.refine`` through the public ``refine()`` call, and scored with the Levin
+by re-blurring the sharp image: ``napari_selfdeblur.evaluation.datasets``) by each method of
+``napari_selfdeblur.nonblind`` through the public ``refine()`` call, and scored with the Levin
 protocol (``metrics.levin_score``). Rows are written to a CSV as they are computed; a summary table
 (mean PSNR / SSIM, mean and slowest runtime per image) is printed at the end.
 

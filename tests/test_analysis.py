@@ -37,6 +37,7 @@ def test_blur_removes_high_frequencies_and_band_errors_see_it():
     assert band_errors(np.roll(sharp, 3, axis=1), sharp).max() < 0.05
 
 
+@pytest.mark.slow
 def test_bezier_curve_lowers_the_mean_loss_below_the_straight_line(tiny_config):
     sharp = sharp_scene((40, 40), seed=3)
     k = motion_psf(5, 0)

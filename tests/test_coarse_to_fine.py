@@ -89,6 +89,7 @@ def test_warm_start_fits_both_generators(scene, tiny_config, asymmetric_kernel):
     assert psnr(x, scene) > 22
 
 
+@pytest.mark.slow
 def test_coarse_levels_run_first_and_are_reported(scene48, c2f):
     blurry = convolve_same(scene48, np.full((5, 5), 1 / 25)).astype(np.float32)
     seen = []

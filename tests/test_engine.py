@@ -198,6 +198,7 @@ def test_restarts_continue_the_best_probe(scene, tiny_config):
         deblur(scene, 5, preset=tiny_config, device="cpu", restarts=2, restart_iterations=20)
 
 
+@pytest.mark.slow
 def test_noblur_init_starts_at_the_input(scene, tiny_config):
     import torch
 

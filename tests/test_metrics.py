@@ -96,6 +96,7 @@ def test_levin_kernel_orientation_found_by_reblurring():
         np.testing.assert_allclose(oriented_psf(str(LEVIN.resolve()), k), expected)
 
 
+@pytest.mark.slow
 @needs_levin
 def test_blurry_levin_inputs_score_about_22_to_24_db():
     scores = [levin_score(c.blurry, c.sharp).psnr for c in levin_cases(LEVIN, "all")]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 napari = pytest.importorskip("napari")
+pytestmark = pytest.mark.qt
 
 from napari_selfdeblur._napari import widgets  # noqa: E402
 from napari_selfdeblur._napari.widgets import BlindDeblurWidget, RefineWidget  # noqa: E402
@@ -75,6 +76,7 @@ def test_blind_widget_on_the_sample(viewer, qtbot):
     assert widget.run_button.text == "Run" and widget.kernel_height.enabled
 
 
+@pytest.mark.slow
 def test_cancel_keeps_the_best_result_so_far(viewer, qtbot):
     image = sharp_scene((48, 48), seed=1).astype(np.float32)
     layer = viewer.add_image(image, name="cells")

@@ -32,6 +32,7 @@ def test_compare_picks_the_lowest_probe_loss_and_ignores_unfinished_seeds():
     assert (row["psnr_worst"], row["psnr_best"]) == (22.0, 31.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coarse_levels", [0, 1])
 def test_probe_loss_is_what_restarts_measure(scene, tiny_config, coarse_levels):
     from napari_selfdeblur import deblur

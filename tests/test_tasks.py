@@ -77,6 +77,7 @@ def test_blind_task_stack_modes(tiny_config):
     assert [r["plane"] for r in lat[1]["metadata"]["runs"]] == [1]
 
 
+@pytest.mark.slow
 def test_cancelled_blind_task_returns_best_so_far(tiny_config):
     image = sharp_scene((40, 40), seed=1).astype(np.float32)
     cancel = threading.Event()

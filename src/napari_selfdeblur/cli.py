@@ -8,7 +8,7 @@ re-run and skips inputs whose outputs exist unless ``--overwrite`` is given.
 
 ``refine`` deconvolves with a known kernel (e.g. a ``_kernel.tif`` written by ``deblur``) and writes
 ``<name>_refined.tif`` and ``<name>_refined.json``; its method options are generated from the
-method descriptions in :mod:`napari_selfdeblur.refine`.
+method descriptions in :mod:`napari_selfdeblur.nonblind`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DEVICE_CHOICES, PRESETS
+from .config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
 from .errors import SelfDeblurError
 from .provenance import package_version
 
 
 def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
-    p.add_argument("--preset", default=preset, choices=sorted(PRESETS), help="configuration")
+    p.add_argument(
+        "--preset",
+        default=preset,
+        choices=list(PRESETS),
+        help="; ".join(f"{n}: {p.help}" for n, p in PRESETS.items()) + f" (default {preset})",
+    )
     p.add_argument("--iterations", type=int, default=None, help="override the preset's length")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
@@ -57,6 +62,7 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``selfdeblur`` and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="selfdeblur", description="Zero-shot blind deconvolution (SelfDeblur)."
     )
@@ -76,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="planes fitted at once (default: 8 on CUDA, 1 elsewhere)",
     )
-    _add_run_options(d, "paper")
+    _add_run_options(d, DEFAULT_PRESET)
 
     r = sub.add_parser(
         "refine",
@@ -92,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="PSF file (TIFF/PNG); a stack of kernels gives one per plane",
     )
-    r.add_argument("-m", "--method", default="hyper-laplacian", choices=list(_methods()))
+    r.add_argument("-m", "--method", default=_default_method(), choices=list(_methods()))
     r.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     r.add_argument("--device", default="cpu", help="cpu (default), auto, cuda[:N] or mps")
@@ -142,15 +148,22 @@ def _methods():
     return METHODS
 
 
+def _default_method() -> str:
+    from .nonblind import DEFAULT_METHOD
+
+    return DEFAULT_METHOD
+
+
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     """One option per parameter name across all methods; defaults come from the method."""
+    from .nonblind import shared_params
+
+    kinds = {name: p.kind for name, p in shared_params().items()}  # one type per name
     seen: dict[str, list[str]] = {}
-    kinds: dict[str, type] = {}
     for method in _methods().values():
         for param in method.params:
             default = "from the noise level" if param.default is None else param.default
             seen.setdefault(param.name, []).append(f"{method.name}: {default}")
-            kinds[param.name] = param.kind
     for name, defaults in seen.items():
         p.add_argument(
             f"--{name.replace('_', '-')}",
@@ -162,6 +175,7 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); the exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "deblur":

@@ -61,7 +61,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray, description: str | None = None) -> None:
     """Write ``data`` as a TIFF atomically; (H, W, 3|4) is stored as RGB(A), anything else as grey
-    planes (a stack of shape (N, H, W) stays N pages of (H, W))."""
+    planes (a stack of shape (N, H, W) stays N pages of (H, W)).
+    """
     import tifffile
 
     arr = np.asarray(data)

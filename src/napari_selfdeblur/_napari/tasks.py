@@ -215,48 +215,98 @@ def blind_task(
     kshape = check_kernel_size(region, kernel_size, cfg)
     if not 0 <= current_plane < n:
         raise InvalidInputError(f"current plane {current_plane} is outside 0..{n - 1}")
-    blind_planes = list(range(n)) if stack_mode == "per-plane" else [current_plane]
+    job = _BlindJob(
+        planes=planes,
+        lead=lead,
+        shape=np.shape(data),
+        geometry=geometry,
+        kshape=kshape,
+        cfg=cfg,
+        preset_name=preset if isinstance(preset, str) else (preset_name or "custom"),
+        seed=seed,
+        device=device,
+        roi=roi,
+        stack_mode=stack_mode,
+        current_plane=current_plane,
+        preview_every=preview_every,
+        refine_method=refine_method,
+        restarts=restarts,
+    )
+    return _drive(job.work, cancel)
 
-    def work(emit, should_stop):
-        from ..engine.api import deblur_stack
-        from ..nonblind.api import refine
 
+@dataclass
+class _BlindJob:
+    """The checked inputs of :func:`blind_task` and the steps of its work."""
+
+    planes: np.ndarray  # (N, H, W) or (N, H, W, C)
+    lead: tuple[int, ...]
+    shape: tuple[int, ...]  # the layer data's shape
+    geometry: LayerGeometry
+    kshape: tuple[int, int]
+    cfg: Any
+    preset_name: str
+    seed: int
+    device: str
+    roi: tuple[int, int, int, int] | None
+    stack_mode: str
+    current_plane: int
+    preview_every: int
+    refine_method: str
+    restarts: int
+
+    @property
+    def blind_planes(self) -> list[int]:
+        n = self.planes.shape[0]
+        return list(range(n)) if self.stack_mode == "per-plane" else [self.current_plane]
+
+    def work(self, emit, should_stop) -> list[LayerTuple]:
+        """Estimate, then refine what needs it; the latent and kernel layers."""
         start = time.perf_counter()
-        latent = planes.copy()
-        kernels = np.zeros((n, *kshape), np.float32)
-        runs: list[dict[str, Any]] = []
-        cancelled = False
+        latent = self.planes.copy()
+        kernels = np.zeros((self.planes.shape[0], *self.kshape), np.float32)
+        runs, cancelled = self._estimate(emit, should_stop, latent, kernels)
+        refined_with = None
+        todo = [] if cancelled else self._refine_todo(kernels)
+        if todo:
+            refined_with = self.refine_method
+            cancelled = self._refine(emit, should_stop, todo, latent, kernels)
+        meta = self._metadata(runs, cancelled, refined_with, time.perf_counter() - start)
+        return self._layers(latent, kernels, meta)
+
+    def _estimate(self, emit, should_stop, latent, kernels):
+        """Blind runs on the blind planes (on the ROI if any); (run metadata, cancelled)."""
+        from ..engine.api import deblur_stack
+
+        roi, blind, n = self.roi, self.blind_planes, self.planes.shape[0]
         crops = [
-            planes[i] if roi is None else planes[i][roi[0] : roi[1], roi[2] : roi[3]]
-            for i in blind_planes
+            self.planes[i] if roi is None else self.planes[i][roi[0] : roi[1], roi[2] : roi[3]]
+            for i in blind
         ]
-        scales = [Intensity.of(c[..., :3] if geometry.rgb else c) for c in crops]
+        scales = [Intensity.of(c[..., :3] if self.geometry.rgb else c) for c in crops]
 
         def callback(p):
             j = p.planes[0] if p.planes else 0
             preview = None
-            if p.latent is not None and not geometry.rgb and roi is None:
+            if p.latent is not None and not self.geometry.rgb and roi is None:
                 preview = scales[j].from_unit(p.latent)
             stage = f"blind ({p.stage})" if p.stage else "blind"
-            emit(
-                TaskProgress(
-                    blind_planes[j], n, p.iteration, p.total, p.loss, stage, preview, p.kernel
-                )
-            )
+            emit(TaskProgress(blind[j], n, p.iteration, p.total, p.loss, stage, preview, p.kernel))
 
         results = deblur_stack(
             crops,
-            kshape,
-            preset=cfg,
-            seed=seed,
-            device=device,
+            self.kshape,
+            preset=self.cfg,
+            seed=self.seed,
+            device=self.device,
             callback=callback,
-            callback_every=max(1, cfg.iterations // 200),
-            preview_every=preview_every,
+            callback_every=max(1, self.cfg.iterations // 200),
+            preview_every=self.preview_every,
             should_stop=should_stop,
-            restarts=restarts,
+            restarts=self.restarts,
         )
-        for i, r in zip(blind_planes, results, strict=False):
+        runs, cancelled = [], False
+        for i, r in zip(blind, results, strict=False):
             kernels[i] = r.kernel
             meta = r.metadata()
             if roi is None:
@@ -265,76 +315,81 @@ def blind_task(
                 meta["roi"] = list(roi)
             runs.append({"plane": i, **meta})
             cancelled = cancelled or r.cancelled
-        # Non-blind passes: the whole image when the kernel came from a crop, and every other
-        # plane in "refine" mode.
-        todo = []
-        if not cancelled:
-            if stack_mode == "refine":
-                todo = [i for i in range(n) if roi is not None or i != current_plane]
-                kernels[:] = kernels[current_plane]
-            elif roi is not None:
-                todo = list(range(n))
-        refined_with = None
-        if todo:
-            refined_with = refine_method
+        return runs, cancelled
 
-            n_todo = len(todo)
+    def _refine_todo(self, kernels) -> list[int]:
+        """Planes for the non-blind pass: the whole image when the kernel came from a crop, and
+        every other plane in "refine" mode (which shares the current plane's kernel).
+        """
+        n = self.planes.shape[0]
+        if self.stack_mode == "refine":
+            kernels[:] = kernels[self.current_plane]
+            return [i for i in range(n) if self.roi is not None or i != self.current_plane]
+        return list(range(n)) if self.roi is not None else []
 
-            def on_refine(p):  # planes count over the whole stack, blind ones included
-                emit(TaskProgress(n - n_todo + p.planes_done, n, p.step, p.steps, None, "refine"))
+    def _refine(self, emit, should_stop, todo, latent, kernels) -> bool:
+        """Non-blind pass over ``todo``; whether it was cancelled."""
+        from ..nonblind.api import refine
 
-            kern = kernels[todo] if stack_mode == "per-plane" else kernels[current_plane]
-            sub = planes[todo]
-            res = refine(
-                sub,
-                kern,
-                refine_method,
-                rgb=geometry.rgb,
-                device="cpu",
-                callback=on_refine,
-                should_stop=should_stop,
-            )
-            latent[todo[: res.planes_done]] = res.image[: res.planes_done]
-            cancelled = cancelled or res.cancelled
-        runtime = time.perf_counter() - start
+        n, n_todo = self.planes.shape[0], len(todo)
+
+        def on_refine(p):  # planes count over the whole stack, blind ones included
+            emit(TaskProgress(n - n_todo + p.planes_done, n, p.step, p.steps, None, "refine"))
+
+        per_plane = self.stack_mode == "per-plane"
+        res = refine(
+            self.planes[todo],
+            kernels[todo] if per_plane else kernels[self.current_plane],
+            self.refine_method,
+            rgb=self.geometry.rgb,
+            device="cpu",
+            callback=on_refine,
+            should_stop=should_stop,
+        )
+        latent[todo[: res.planes_done]] = res.image[: res.planes_done]
+        return res.cancelled
+
+    def _metadata(self, runs, cancelled, refined_with, runtime) -> dict[str, Any]:
         meta: dict[str, Any] = {
             **header(),
-            "source_layer": geometry.name,
-            "kernel_size": list(kshape),
-            "preset": preset if isinstance(preset, str) else (preset_name or "custom"),
-            "init": cfg.init,
-            "seed": seed,
+            "source_layer": self.geometry.name,
+            "kernel_size": list(self.kshape),
+            "preset": self.preset_name,
+            "init": self.cfg.init,
+            "seed": self.seed,
             "cancelled": cancelled,
             "runtime_s": round(runtime, 3),
-            "planes": n,
-            "stack_mode": stack_mode if lead else None,
+            "planes": self.planes.shape[0],
+            "stack_mode": self.stack_mode if self.lead else None,
             "refined_with": refined_with,
             "runs": runs,
         }
         if len(runs) == 1:  # the common single-image case: its fields at the top level
             meta.update({k: v for k, v in runs[0].items() if k not in meta})
-        latent_full = latent.reshape(np.shape(data))
+        return meta
+
+    def _layers(self, latent, kernels, meta) -> list[LayerTuple]:
+        geo, per_plane = self.geometry, self.stack_mode == "per-plane"
         kernel_out = (
-            kernels.reshape(*lead, *kshape)
-            if stack_mode == "per-plane" and lead
-            else kernels[current_plane]
+            kernels.reshape(*self.lead, *self.kshape)
+            if per_plane and self.lead
+            else kernels[self.current_plane]
         )
         latent_layer = (
-            latent_full,
+            latent.reshape(self.shape),
             {
-                "name": f"{geometry.name} latent",
-                "scale": geometry.scale,
-                "translate": geometry.translate,
-                "rgb": geometry.rgb,
+                "name": f"{geo.name} latent",
+                "scale": geo.scale,
+                "translate": geo.translate,
+                "rgb": geo.rgb,
                 "metadata": meta,
-                **geometry.extra,
+                **geo.extra,
             },
             "image",
         )
-        klead = lead if stack_mode == "per-plane" else ()
-        return [latent_layer, kernel_layer(kernel_out, geometry, klead, (h, w), meta)]
-
-    return _drive(work, cancel)
+        klead = self.lead if per_plane else ()
+        hw = self.planes.shape[1:3]
+        return [latent_layer, kernel_layer(kernel_out, geo, klead, hw, meta)]
 
 
 def refine_task(

@@ -1,4 +1,4 @@
-"""napari widgets: a thin magicgui layer over :mod:`napari_selfdeblur.tasks`.
+"""napari widgets: a thin magicgui layer over :mod:`napari_selfdeblur._napari.tasks`.
 
 Each widget collects its inputs, builds a task generator and hands it to a napari
 ``thread_worker``; progress arrives on the GUI thread through ``yielded``, the layer tuples
@@ -26,7 +26,7 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ..config import DEVICE_CHOICES, PRESETS
+from ..config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
 from ..errors import SelfDeblurError
 from ..nonblind import DEFAULT_METHOD, METHODS, Param
 from .tasks import LayerGeometry, TaskProgress, blind_task, kernel_layer, refine_task, roi_box
@@ -153,8 +153,15 @@ class _RunnerMixin:
     def running(self) -> bool:
         return self._worker is not None
 
+    def _place_controls(self, controls: list, *, planes: bool = False) -> None:
+        """Show ``controls`` (declared once, in display order), then Run, progress and status."""
+        self._controls = controls
+        bars = [self.plane_progress, self.progress] if planes else [self.progress]
+        self.extend([*controls, self.run_button, *bars, self.status])
+
     def _inputs(self) -> list:
-        raise NotImplementedError
+        """The controls a run reads (disabled while it runs); labels are not inputs."""
+        return [w for w in self._controls if not isinstance(w, Label)]
 
     def _set_running(self, running: bool) -> None:
         for w in self._inputs():
@@ -221,7 +228,12 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         viewer = napari_viewer
         self.kernel_height = SpinBox(label="kernel height", value=31, min=3, max=255, step=2)
         self.kernel_width = SpinBox(label="kernel width", value=31, min=3, max=255, step=2)
-        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="fast")
+        self.preset = ComboBox(
+            label="preset",
+            choices=[(p.label, name) for name, p in PRESETS.items()],
+            value=DEFAULT_PRESET,
+            tooltip="; ".join(f"{name}: {p.help}" for name, p in PRESETS.items()),
+        )
         self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.init = ComboBox(
@@ -253,7 +265,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             ],
             value="refine",
         )
-        self.extend(
+        self._place_controls(
             [
                 self.image,
                 self.kernel_height,
@@ -268,11 +280,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 self.roi,
                 self.preview_every,
                 self.stack_mode,
-                self.run_button,
-                self.plane_progress,
-                self.progress,
-                self.status,
-            ]
+            ],
+            planes=True,
         )
         self.loss_plot = LossPlot()
         self.plane_progress.visible = False
@@ -283,22 +292,6 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             event.connect(self._refresh_choices)
         self._refresh_choices()
         self._preview_latent: np.ndarray | None = None  # full-size array the previews fill
-
-    def _inputs(self) -> list:
-        return [
-            self.image,
-            self.kernel_height,
-            self.kernel_width,
-            self.preset,
-            self.iterations,
-            self.seed,
-            self.init,
-            self.restarts,
-            self.device,
-            self.roi,
-            self.preview_every,
-            self.stack_mode,
-        ]
 
     def _shapes_layers(self) -> list:
         from napari.layers import Shapes
@@ -492,7 +485,7 @@ class RefineWidget(Container, _RunnerMixin):
                 widgets=[_param_widget(p) for p in m.params if p.name != "strength"], labels=True
             )
             self.method_params[m.name] = box
-        self.extend(
+        self._place_controls(
             [
                 self.image,
                 self.kernel_source,
@@ -505,9 +498,6 @@ class RefineWidget(Container, _RunnerMixin):
                 self.auto_strength,
                 self.strength,
                 *self.method_params.values(),
-                self.run_button,
-                self.progress,
-                self.status,
             ]
         )
         self.kernel_source.changed.connect(self._update_visibility)
@@ -517,21 +507,6 @@ class RefineWidget(Container, _RunnerMixin):
             event.connect(lambda *_: self.reset_choices())
         self.reset_choices()
         self._update_visibility()
-
-    def _inputs(self) -> list:
-        return [
-            self.image,
-            self.kernel_source,
-            self.kernel_layer,
-            self.sigma,
-            self.radius,
-            self.length,
-            self.angle,
-            self.method,
-            self.auto_strength,
-            self.strength,
-            *self.method_params.values(),
-        ]
 
     def _update_visibility(self, *_):
         src = self.kernel_source.value

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DeblurConfig, get_preset
+from ..config import DEFAULT_PRESET, DeblurConfig, get_preset
 from ..errors import InvalidInputError
 from ..imaging.image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
 from ..imaging.noise import estimate_noise_sigma
@@ -42,7 +42,7 @@ class DeblurResult:
     iterations_run: int = 0
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-    diagnosis: Diagnosis | None = None  # failure checks (see napari_selfdeblur.diagnostics)
+    diagnosis: Diagnosis | None = None  # failure checks (see napari_selfdeblur.engine.diagnostics)
 
     @property
     def warnings(self) -> list[str]:
@@ -51,6 +51,7 @@ class DeblurResult:
 
     @property
     def final_loss(self) -> float:
+        """The last recorded loss (NaN before the first)."""
         return self.history[-1][1] if self.history else float("nan")
 
     def metadata(self) -> dict[str, Any]:
@@ -72,7 +73,7 @@ class DeblurResult:
 
 
 def resolve_config(
-    preset: str | DeblurConfig = "paper", iterations: int | None = None
+    preset: str | DeblurConfig = DEFAULT_PRESET, iterations: int | None = None
 ) -> DeblurConfig:
     """A preset name or a config, optionally re-run for ``iterations`` (schedule scaled)."""
     cfg = get_preset(preset) if isinstance(preset, str) else preset
@@ -115,7 +116,7 @@ def deblur(
     image: np.ndarray,
     kernel_size: int | str | tuple[int, int],
     *,
-    preset: str | DeblurConfig = "paper",
+    preset: str | DeblurConfig = DEFAULT_PRESET,
     iterations: int | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -140,17 +141,18 @@ def deblur(
         Odd kernel size in pixels: ``31``, ``"31x25"`` (height x width) or ``(31, 25)``. Choose
         it a little larger than the blur's extent.
     preset, iterations
-        A preset name (``"paper"``, ``"demo"``) or a :class:`DeblurConfig`; ``iterations``
-        overrides its length and scales its schedule.
+        A preset name (a key of :data:`napari_selfdeblur.config.PRESETS`; default
+        :data:`~napari_selfdeblur.config.DEFAULT_PRESET`) or a :class:`DeblurConfig`;
+        ``iterations`` overrides its length and scales its schedule.
     seed, device
         The same seed on the same device gives the same result. ``device``: ``auto`` (CUDA, then
         MPS, then CPU), ``cpu``, ``cuda[:N]`` or ``mps``.
     callback, callback_every, preview_every, should_stop
-        Progress reporting and cancellation; see :func:`napari_selfdeblur.solver.fit`.
+        Progress reporting and cancellation; see :func:`napari_selfdeblur.engine.solver.fit`.
     checkpoint, checkpoint_every
         Save the optimiser state to this file every ``checkpoint_every`` iterations and resume
         from it when it matches the run (long runs survive interruption); see
-        :func:`napari_selfdeblur.solver.fit`.
+        :func:`napari_selfdeblur.engine.solver.fit`.
     restarts, restart_iterations
         With ``restarts`` = K > 1, K short runs with seeds ``seed .. seed + K - 1`` are run for
         ``restart_iterations`` full-size iterations (default a tenth of them); the one with the
@@ -270,7 +272,7 @@ def deblur_stack(
     planes,
     kernel_size: int | str | tuple[int, int],
     *,
-    preset: str | DeblurConfig = "paper",
+    preset: str | DeblurConfig = DEFAULT_PRESET,
     iterations: int | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -287,10 +289,10 @@ def deblur_stack(
     ``planes``: a sequence of equally shaped images, or an array whose first axis indexes them
     (each (H, W) or (H, W, 3|4), as for :func:`deblur`). Every plane is deblurred as
     :func:`deblur` would with the same seed. With ``batch_size`` B > 1 (default: 8 on CUDA,
-    1 elsewhere) up to B planes are optimised at once (:mod:`napari_selfdeblur.batched`; results
-    equal plane-by-plane runs up to float rounding), when the configuration allows it
-    (:func:`napari_selfdeblur.batched.can_batch`) and ``restarts`` is 1; batched runs send no
-    previews. ``Progress.planes`` says which planes a callback is about. When ``should_stop``
+    1 elsewhere) up to B planes are optimised at once (:mod:`napari_selfdeblur.engine.batched`;
+    results equal plane-by-plane runs up to float rounding), when the configuration allows it
+    (:func:`napari_selfdeblur.engine.batched.can_batch`) and ``restarts`` is 1; batched runs send
+    no previews. ``Progress.planes`` says which planes a callback is about. When ``should_stop``
     ends the run, the planes being fitted return their current result with ``cancelled=True``
     and the planes not started are left out.
     """

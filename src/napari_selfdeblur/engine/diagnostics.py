@@ -44,9 +44,11 @@ class Diagnosis:
 
     @property
     def ok(self) -> bool:
+        """True when no failure check fired."""
         return not self.flags
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: flags, messages and the measured values."""
         return {
             "kernel_support_px": round(self.kernel_support_px, 3),
             "kernel_peak_fraction": round(self.kernel_peak_fraction, 4),

@@ -66,6 +66,7 @@ class ConvBlock(nn.Module):
         self.act = nn.LeakyReLU(slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution, BatchNorm and LeakyReLU of ``x``."""
         return self.act(self.bn(self.conv(reflect_pad(x, self.pad))))
 
 
@@ -85,6 +86,7 @@ class NonLocalBlock(nn.Module):
         nn.init.zeros_(self.out[1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus its dot-product non-local response."""
         n, _, h, w = x.shape
         theta = self.theta(x).flatten(2).transpose(1, 2)  # (n, hw, inter)
         phi = F.max_pool2d(self.phi(x), 2).flatten(2)  # (n, inter, hw/4)
@@ -143,6 +145,7 @@ class ImageGenerator(nn.Module):
         self.head = nn.Conv2d(cfg.channels_up[0], out_channels, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent image (1, 1, H + kh - 1, W + kw - 1) in (0, 1) for input ``z``."""
         return torch.sigmoid(self.head(self.body(z)))
 
 
@@ -162,6 +165,7 @@ class KernelGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The kernel (kh, kw): non-negative with unit sum, for input ``z``."""
         return torch.softmax(self.net(z), dim=-1).reshape(self.kernel_shape)
 
 

@@ -41,6 +41,7 @@ class Objective:
     tv_weight: float = 0.0
 
     def __call__(self, iteration: int, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The loss at 0-based ``iteration`` for latent ``x`` and kernel ``k``."""
         loss = data_loss(self.cfg, iteration, self.blur(x, k), self.target)
         if self.tv_weight > 0:
             loss = loss + self.tv_weight * total_variation(x)

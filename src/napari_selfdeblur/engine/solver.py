@@ -127,7 +127,7 @@ class Problem:
         return self.fixed if self.fixed is not None else self.gk(self.zk)
 
     def perturbed_input(self) -> torch.Tensor:
-        """zx plus fresh Gaussian noise of ``cfg.input_noise_std`` (one draw per iteration)."""
+        """Zx plus fresh Gaussian noise of ``cfg.input_noise_std`` (one draw per iteration)."""
         z = self.zx + self.cfg.input_noise_std * torch.randn(
             self.zx.shape, generator=self.perturb, device=self.device
         )
@@ -432,13 +432,19 @@ def fit(
             )
     except Exception as exc:
         if is_out_of_memory(exc):
-            raise OutOfMemoryError(
-                f"{device.type.upper()} ran out of memory deblurring a {y.shape[0]}x{y.shape[1]} "
-                f"image with a {kernel_shape[0]}x{kernel_shape[1]} kernel. Estimate the kernel on "
-                "a crop (a region of interest) and refine the whole image non-blind, or use a "
-                "lighter preset" + (", or run on the CPU." if device.type != "cpu" else ".")
-            ) from exc
+            raise _out_of_memory(device, y.shape, kernel_shape) from exc
         raise
+
+
+def _out_of_memory(device: torch.device, image_shape, kernel_shape) -> OutOfMemoryError:
+    """The error for a run that ran out of memory on ``device``, with advice that fits it."""
+    (h, w), (kh, kw) = image_shape, kernel_shape
+    return OutOfMemoryError(
+        f"{device.type.upper()} ran out of memory deblurring a {h}x{w} image with a {kh}x{kw} "
+        "kernel. Estimate the kernel on a crop (a region of interest) and refine the whole "
+        "image non-blind, or use a lighter preset"
+        + (", or run on the CPU." if device.type != "cpu" else ".")
+    )
 
 
 def fit_level(

@@ -185,10 +185,12 @@ class Landscape:
 
     @property
     def line_mean(self) -> float:
+        """Mean loss along the straight line."""
         return float(self.line.mean())
 
     @property
     def curve_mean(self) -> float:
+        """Mean loss along the fitted Bezier curve."""
         return float(self.curve.mean())
 
 

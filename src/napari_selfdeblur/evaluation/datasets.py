@@ -42,6 +42,7 @@ class LevinCase:
 
     @property
     def reference_kernel_size(self) -> int:
+        """The kernel size the SelfDeblur reference passes for this kernel."""
         return REFERENCE_KERNEL_SIZES[self.kernel_index]
 
 

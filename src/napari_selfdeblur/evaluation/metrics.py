@@ -1,6 +1,7 @@
 """Image and kernel quality metrics (numpy), including the Levin et al. evaluation protocol.
 
-Images are floats in [0, 1]. ``levin_score`` follows REFERENCE.md: crop 15 px from the ground
+Images are floats in [0, 1]. ``levin_score`` follows the protocol with which SelfDeblur
+scores the Levin set (docs/benchmarks.md, "Levin scorer"): crop 15 px from the ground
 truth, search sub-pixel shifts of the estimate in [-5, 5] px (step 0.25, bilinear resampling) for
 the smallest squared error, and report PSNR (peak 1) and SSIM (Gaussian 11 / 1.5, K = (0.01, 0.03),
 L = 255 on 8-bit values, 'valid' filtering, mean of the map) at that shift.
@@ -30,7 +31,8 @@ def ssim(
 ) -> float:
     """Mean SSIM (Wang et al. 2004, K = (0.01, 0.03)), Gaussian window, 'valid' filtering.
 
-    The same implementation as the SSIM loss (:func:`napari_selfdeblur.losses.ssim`), in float64.
+    The same implementation as the SSIM loss (:func:`napari_selfdeblur.engine.losses.ssim`), in
+    float64.
     """
     import torch
 

@@ -67,7 +67,8 @@ def wiener_filter(planes: torch.Tensor, psf: torch.Tensor, strength: float) -> t
 class ValidBlur:
     """y = A x: the 'valid' blur of an (N, H + kh - 1, W + kw - 1) latent to (N, H, W), by FFT.
 
-    Same convention as :func:`napari_selfdeblur.physics.blur_valid`. Methods built on it solve
+    Same convention as :func:`napari_selfdeblur.engine.physics.blur_valid`. Methods built on it
+    solve
     for the latent beyond the image border, so they need no padding heuristics at the edges.
     """
 
@@ -83,9 +84,11 @@ class ValidBlur:
         return x[..., oy : oy + self.h, ox : ox + self.w]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The 'valid' blur A x of an (N, H + kh - 1, W + kw - 1) latent."""
         return self.crop(torch.fft.irfft2(torch.fft.rfft2(x) * self.otf, s=self.latent_shape))
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
+        """The adjoint A^T r of an (N, H, W) residual."""
         oy, ox = self.kh // 2, self.kw // 2
         big = F.pad(r, (ox, self.kw - 1 - ox, oy, self.kh - 1 - oy))
         return torch.fft.irfft2(torch.fft.rfft2(big) * self.otf.conj(), s=self.latent_shape)

@@ -63,6 +63,7 @@ class Intensity:
 
     @classmethod
     def of(cls, image: np.ndarray) -> Intensity:
+        """The mapping to [0, 1] that suits ``image``'s dtype and values."""
         dtype = np.dtype(image.dtype)
         if dtype == np.uint8:
             return cls(0.0, 255.0, dtype)

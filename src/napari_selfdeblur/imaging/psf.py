@@ -1,7 +1,7 @@
 """Parametric point-spread functions (numpy): Gaussian, disk (defocus), linear motion, shake.
 
 Every PSF is float64, odd-sized, centred at (kh // 2, kw // 2) and sums to 1: the kernel
-convention of :mod:`napari_selfdeblur.physics`. Lengths are in pixels, angles in degrees
+convention of :mod:`napari_selfdeblur.engine.physics`. Lengths are in pixels, angles in degrees
 counter-clockwise from the +x (column) axis with y pointing down the rows, as napari displays
 an image.
 """

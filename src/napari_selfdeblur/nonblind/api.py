@@ -76,6 +76,7 @@ class RefineResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
+        """JSON-ready description of the run (method, parameters, strengths, noise)."""
         from ..provenance import header
 
         return {
@@ -124,112 +125,143 @@ def refine(
     max_batch_bytes
         Bounds the memory of one batch of planes processed together.
     """
-    import torch
-
     from ..engine.device import is_out_of_memory, resolve_device
     from ..errors import OutOfMemoryError
-    from ..imaging.image import check_image
 
     spec = get_method(method)
     values = spec.resolve(params)
     arr = np.asarray(image)
     planes, stack_shape, is_rgb = split_planes(arr, rgb)
-    n_planes = planes.shape[0]
-    plane_shape = planes.shape[1:]
+    n_planes, plane_shape = planes.shape[0], planes.shape[1:]
     h, w = plane_shape[:2]
     kernels = prepare_kernels(kernel, stack_shape)
     kh, kw = kernels[0].shape
     if kh > h or kw > w:
         raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")
-
-    # Per plane: checks, intensity map, noise level, strength. In a stack, constant (blank)
-    # planes have nothing to deconvolve and pass through unchanged.
-    maps, units, sigmas, strengths, todo = [], [], [], [], []
-    for i, plane in enumerate(planes):
-        if n_planes > 1 and _is_blank(plane, is_rgb):
-            maps.append(None)
-            units.append(None)
-            sigmas.append(0.0)
-            strengths.append(None)
-            continue
-        label = "image" if n_planes == 1 else f"plane {i} of the image"
-        checked = check_image(plane, name=label)
-        intensity = Intensity.of(checked[..., :3] if is_rgb else checked)
-        unit = intensity.to_unit(checked).astype(np.float64)
-        grey = unit[..., :3].mean(-1) if is_rgb else unit
-        sigma = estimate_noise_sigma(grey) if min(h, w) >= 3 else 0.0
-        strength = values.get("strength")
-        if strength is None and spec.strength_rule is not None:
-            strength = float(spec.strength_rule(sigma))
-        maps.append(intensity)
-        units.append(unit)
-        sigmas.append(float(sigma))
-        strengths.append(strength)
-        todo.append(i)
-
+    prepared = [_prepare_plane(p, i, n_planes, is_rgb, spec, values) for i, p in enumerate(planes)]
     dev = resolve_device(device)
-    channels = 3 if is_rgb else 1
-    # Work items: (plane, channel); a batch holds planes sharing one kernel.
-    items = [(i, c) for i in todo for c in range(channels)]
-    latent_px = (h + kh - 1) * (w + kw - 1)
-    per_item = latent_px * 8 * 48  # float64 arrays the heaviest method (sparse) keeps alive
-    batch = max(1, int(max_batch_bytes // per_item)) if spec.batched else len(items)
-    if len(kernels) > 1:
-        batch = min(batch, channels)
-    outputs = {i: units[i].copy() for i in todo}
-    channels_done = dict.fromkeys(todo, 0)
-    finished = n_planes - len(todo)  # blank planes are done from the start
-    cancelled = False
+    job = _Job(spec, values, prepared, kernels, is_rgb, dev, callback, should_stop)
     start = time.perf_counter()
     try:
-        for pos in range(0, len(items), batch):
-            chunk = items[pos : pos + batch]
-            psf = torch.from_numpy(kernels[chunk[0][0]] if len(kernels) > 1 else kernels[0])
-            stack = np.stack([units[i][..., c] if is_rgb else units[i] for i, c in chunk])
-            y = torch.from_numpy(stack).to(dev)
-            stop = {"now": False}
-
-            def step(done: int, total: int, stop=stop, finished=finished) -> bool:
-                if callback is not None:
-                    callback(RefineProgress(finished, n_planes, done, total))
-                stop["now"] = bool(should_stop is not None and should_stop())
-                return stop["now"]
-
-            est = spec.run(
-                y, psf.to(dev), [strengths[i] or 0.0 for i, _ in chunk], values, step, dev
-            )
-            if stop["now"]:
-                cancelled = True
-                break
-            est = est.detach().to("cpu", torch.float64).numpy()
-            for (i, c), plane in zip(chunk, est, strict=True):
-                if is_rgb:
-                    outputs[i][..., c] = plane
-                else:
-                    outputs[i] = plane
-                channels_done[i] += 1
-                finished += channels_done[i] == channels
+        job.run(job.batch_size(max_batch_bytes, (h + kh - 1) * (w + kw - 1)))
     except Exception as exc:
         if is_out_of_memory(exc):
             raise OutOfMemoryError(
                 f"{dev.type.upper()} ran out of memory refining {n_planes} plane(s) of {h}x{w} "
-                f"with a {kh}x{kw} kernel; lower max_batch_bytes, crop, or use the CPU"
+                f"with a {kh}x{kw} kernel; lower max_batch_bytes or crop"
+                + (", or use the CPU" if dev.type != "cpu" else "")
             ) from exc
         raise
     result = np.array(arr, copy=True)
     out_planes = result.reshape((n_planes, *plane_shape))
-    for i in todo:
-        if channels_done[i] == channels:
-            out_planes[i] = maps[i].from_unit(outputs[i])
+    for i, plane in enumerate(prepared):
+        if plane is not None and job.channels_done[i] == job.channels:
+            out_planes[i] = plane.intensity.from_unit(job.outputs[i])
     return RefineResult(
         image=result,
         method=spec.name,
         params={k: v for k, v in values.items() if k != "strength"},
-        strengths=strengths,
-        noise_sigmas=sigmas,
-        planes_done=finished,
+        strengths=[None if p is None else p.strength for p in prepared],
+        noise_sigmas=[0.0 if p is None else p.sigma for p in prepared],
+        planes_done=job.finished,
         planes_total=n_planes,
         runtime_s=time.perf_counter() - start,
         device=str(dev),
-        cancelled=cancelled,
+        cancelled=job.cancelled,
     )
+
+
+@dataclass
+class _Plane:
+    """One plane ready to deconvolve: its intensity map, [0, 1] values, noise and strength."""
+
+    intensity: Intensity
+    unit: np.ndarray
+    sigma: float
+    strength: float | None
+
+
+def _prepare_plane(plane, index, n_planes, is_rgb, spec, values) -> _Plane | None:
+    """Check one plane and derive its strength; None for a blank plane of a stack (passed
+    through unchanged: it has nothing to deconvolve).
+    """
+    from ..imaging.image import check_image
+
+    if n_planes > 1 and _is_blank(plane, is_rgb):
+        return None
+    label = "image" if n_planes == 1 else f"plane {index} of the image"
+    checked = check_image(plane, name=label)
+    intensity = Intensity.of(checked[..., :3] if is_rgb else checked)
+    unit = intensity.to_unit(checked).astype(np.float64)
+    grey = unit[..., :3].mean(-1) if is_rgb else unit
+    sigma = estimate_noise_sigma(grey) if min(unit.shape[:2]) >= 3 else 0.0
+    strength = values.get("strength")
+    if strength is None and spec.strength_rule is not None:
+        strength = float(spec.strength_rule(sigma))
+    return _Plane(intensity, unit, float(sigma), strength)
+
+
+class _Job:
+    """The work of one :func:`refine` call: (plane, channel) items in batches sharing a kernel."""
+
+    def __init__(self, spec, values, prepared, kernels, is_rgb, device, callback, should_stop):
+        self.spec, self.values, self.kernels, self.is_rgb = spec, values, kernels, is_rgb
+        self.device, self.callback, self.should_stop = device, callback, should_stop
+        self.prepared = prepared
+        self.channels = 3 if is_rgb else 1
+        todo = [i for i, p in enumerate(prepared) if p is not None]
+        self.items = [(i, c) for i in todo for c in range(self.channels)]
+        self.outputs = {i: prepared[i].unit.copy() for i in todo}
+        self.channels_done = dict.fromkeys(todo, 0)
+        self.finished = len(prepared) - len(todo)  # blank planes are done from the start
+        self.cancelled = False
+
+    def batch_size(self, max_batch_bytes: int, latent_px: int) -> int:
+        """Items per batch: bounded by memory, and by one plane when kernels differ by plane."""
+        per_item = latent_px * 8 * 48  # float64 arrays the heaviest method (sparse) keeps alive
+        batch = max(1, int(max_batch_bytes // per_item)) if self.spec.batched else len(self.items)
+        return min(batch, self.channels) if len(self.kernels) > 1 else batch
+
+    def run(self, batch: int) -> None:
+        """Deconvolve every item, batch by batch, until done or cancelled."""
+        import torch
+
+        n_planes = len(self.prepared)
+        for pos in range(0, len(self.items), batch):
+            chunk = self.items[pos : pos + batch]
+            kernel = self.kernels[chunk[0][0]] if len(self.kernels) > 1 else self.kernels[0]
+            stack = np.stack([self._channel(i, c) for i, c in chunk])
+            stop = {"now": False}
+
+            def step(done: int, total: int, stop=stop, finished=self.finished) -> bool:
+                if self.callback is not None:
+                    self.callback(RefineProgress(finished, n_planes, done, total))
+                stop["now"] = bool(self.should_stop is not None and self.should_stop())
+                return stop["now"]
+
+            strengths = [self.prepared[i].strength or 0.0 for i, _ in chunk]
+            est = self.spec.run(
+                torch.from_numpy(stack).to(self.device),
+                torch.from_numpy(kernel).to(self.device),
+                strengths,
+                self.values,
+                step,
+                self.device,
+            )
+            if stop["now"]:
+                self.cancelled = True
+                return
+            self._store(chunk, est.detach().to("cpu", torch.float64).numpy())
+
+    def _channel(self, i: int, c: int) -> np.ndarray:
+        unit = self.prepared[i].unit
+        return unit[..., c] if self.is_rgb else unit
+
+    def _store(self, chunk, est: np.ndarray) -> None:
+        for (i, c), plane in zip(chunk, est, strict=True):
+            if self.is_rgb:
+                self.outputs[i][..., c] = plane
+            else:
+                self.outputs[i] = plane
+            self.channels_done[i] += 1
+            self.finished += self.channels_done[i] == self.channels

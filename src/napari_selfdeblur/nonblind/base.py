@@ -38,6 +38,7 @@ class Param:
     choices: tuple[str, ...] | None = None
 
     def check(self, value: Any) -> Any:
+        """``value`` converted to the parameter's type and checked; None stays None."""
         if value is None:
             return None
         try:
@@ -76,6 +77,7 @@ class Method:
     batched: bool = True
 
     def param(self, name: str) -> Param:
+        """The parameter called ``name`` (KeyError if the method has none)."""
         for p in self.params:
             if p.name == name:
                 return p
@@ -93,8 +95,10 @@ class Method:
 
 
 def strength_param(help_text: str, high: float = 10.0) -> Param:
+    """The ``strength`` parameter (None: derived from the noise level) with ``help_text``."""
     return Param("strength", float, None, 0.0, high, help_text)
 
 
 def per_plane(strengths, planes):
+    """Per-plane strengths as a (N, 1, 1) tensor like ``planes``."""
     return planes.new_tensor(strengths)[:, None, None]

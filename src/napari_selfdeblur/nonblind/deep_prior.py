@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import network_presets
 from .base import Method, Param
 
 
@@ -55,7 +56,7 @@ METHOD = Method(
     "fixed, 1 - SSIM loss. Minutes per image on a CPU.",
     params=(
         Param("iterations", int, 1000, 1, 100000, "optimiser iterations per plane"),
-        Param("preset", str, "demo", help="network preset", choices=("paper", "demo")),
+        Param("preset", str, "demo", help="network preset", choices=network_presets()),
         Param("seed", int, 0, 0, 2**31 - 1, "random seed"),
     ),
     strength_rule=None,

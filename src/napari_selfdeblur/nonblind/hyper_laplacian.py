@@ -1,5 +1,6 @@
 """Hyper-Laplacian prior by half-quadratic splitting (Krishnan & Fergus, NIPS 2009): the fast
-default of non-blind refinement."""
+default of non-blind refinement.
+"""
 
 from __future__ import annotations
 

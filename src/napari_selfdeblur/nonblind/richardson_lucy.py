@@ -1,5 +1,6 @@
 """Richardson-Lucy deconvolution for Poisson noise, optionally with total variation (Dey et al.,
-2006)."""
+2006).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Sparse derivative prior by iteratively reweighted least squares (Levin, Fergus, Durand & Freeman,
-SIGGRAPH 2007): the quality choice of non-blind refinement."""
+SIGGRAPH 2007): the quality choice of non-blind refinement.
+"""
 
 from __future__ import annotations
 
