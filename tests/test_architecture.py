@@ -20,10 +20,11 @@ LAYERS = {
     "imaging": 1,
     "engine": 2,
     "nonblind": 3,
-    "evaluation": 4,
-    "_napari": 5,
-    "cli": 5,
-    "__init__": 5,
+    "api": 4,
+    "evaluation": 5,
+    "_napari": 6,
+    "cli": 6,
+    "__init__": 6,
 }
 MAX_FUNCTION_LINES = 80
 

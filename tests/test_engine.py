@@ -83,7 +83,7 @@ def test_alternating_mode_and_tv_run(scene, tiny_config):
 
 
 def test_iterations_override_scales_schedule():
-    from napari_selfdeblur.engine.api import resolve_config
+    from napari_selfdeblur.engine.checks import resolve_config
 
     cfg = resolve_config("paper", 500)
     assert cfg.iterations == 500 and cfg.lr_milestones == (200, 300, 400) and cfg.ssim_start == 100

@@ -20,9 +20,9 @@ from .provenance import package_version
 __version__ = package_version()
 
 _LAZY = {
-    "deblur": ".engine.api",
-    "deblur_stack": ".engine.api",
-    "DeblurResult": ".engine.api",
+    "deblur": ".api",
+    "deblur_stack": ".api",
+    "DeblurResult": ".api",
     "DeblurConfig": ".config",
     "ImageNetConfig": ".config",
     "KernelNetConfig": ".config",
@@ -63,8 +63,8 @@ __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
 ]
 
 if TYPE_CHECKING:
+    from .api import DeblurResult, deblur, deblur_stack
     from .config import PRESETS, DeblurConfig, ImageNetConfig, KernelNetConfig, get_preset
-    from .engine.api import DeblurResult, deblur, deblur_stack
     from .engine.solver import Progress
     from .errors import DeviceError, InvalidInputError, OutOfMemoryError, SelfDeblurError
     from .imaging.noise import estimate_noise_sigma

@@ -220,7 +220,8 @@ class _Bar:
 
 def _run(planes: list[np.ndarray], args, desc: str):
     """Blind deconvolution of each plane (batched on CUDA); one result per plane."""
-    from .engine.api import deblur_stack, resolve_config
+    from .api import deblur_stack
+    from .engine.checks import resolve_config
 
     cfg = resolve_config(args.preset, args.iterations)
     if args.init is not None:
@@ -336,7 +337,7 @@ def _cmd_refine(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .engine.api import resolve_config
+    from .engine.checks import resolve_config
     from .engine.physics import parse_kernel_size
     from .evaluation import analysis
     from .fileio import read_image

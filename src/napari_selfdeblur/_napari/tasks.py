@@ -200,7 +200,7 @@ def blind_task(
     image is then deconvolved with it by ``refine_method``. The latent layer has the input's
     shape, dtype, value range, scale and translate; its metadata describes the run.
     """
-    from ..engine.api import check_kernel_size, resolve_config
+    from ..engine.checks import check_kernel_size, resolve_config
 
     if stack_mode not in STACK_MODES:
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
@@ -276,7 +276,7 @@ class _BlindJob:
 
     def _estimate(self, emit, should_stop, latent, kernels):
         """Blind runs on the blind planes (on the ROI if any); (run metadata, cancelled)."""
-        from ..engine.api import deblur_stack
+        from ..api import deblur_stack
 
         roi, blind, n = self.roi, self.blind_planes, self.planes.shape[0]
         crops = [

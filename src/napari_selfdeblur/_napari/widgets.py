@@ -317,7 +317,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             self.device_info.value = f"unavailable: {exc}"
 
     def _config(self):
-        from ..engine.api import resolve_config
+        from ..engine.checks import resolve_config
 
         cfg = resolve_config(self.preset.value, self.iterations.value or None)
         return cfg.replace(init=self.init.value)

@@ -1,5 +1,6 @@
-"""The blind engine: SelfDeblur's two generators, their objective and the optimisation loop.
+"""The blind engines: SelfDeblur's two generators, their objective and the optimisation loop,
+and the MAP kernel estimator.
 
-:func:`~napari_selfdeblur.engine.api.deblur` is the entry point. The engine imports torch, numpy
-and the imaging layer below it; never napari, Qt or magicgui.
+:func:`napari_selfdeblur.deblur` (in :mod:`napari_selfdeblur.api`) is the entry point. The engine
+imports torch, numpy and the imaging layer below it; never napari, Qt or magicgui.
 """

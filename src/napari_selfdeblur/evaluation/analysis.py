@@ -95,7 +95,7 @@ def spectral_study(
     ``image`` and ``truth`` are 2-D; other keyword arguments go to ``deblur`` (preset,
     iterations, seed, device).
     """
-    from ..engine.api import deblur
+    from ..api import deblur
     from ..imaging.image import Intensity
 
     snaps = sorted({int(s) for s in snapshots if int(s) > 0})
@@ -311,7 +311,8 @@ def seed_study(
 
     Integer images are scaled by their dtype's maximum; float images must be in [0, 1].
     """
-    from ..engine.api import deblur, resolve_config
+    from ..api import deblur
+    from ..engine.checks import resolve_config
     from .metrics import kernel_similarity, levin_score
 
     rows = []

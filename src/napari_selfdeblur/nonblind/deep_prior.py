@@ -12,7 +12,7 @@ def _run(planes, psf, strengths, params, step, device):
     """Refit the image generator alone with the kernel fixed, one plane at a time."""
     import torch
 
-    from ..engine.api import check_fits_network, resolve_config
+    from ..engine.checks import check_fits_network, resolve_config
     from ..engine.solver import fit
 
     cfg = resolve_config(params["preset"], params["iterations"]).replace(ssim_start=0)

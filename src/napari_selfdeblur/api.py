@@ -1,4 +1,8 @@
-"""Public entry point of the engine: :func:`deblur`."""
+"""The public blind entry points: :func:`deblur` and :func:`deblur_stack`.
+
+They check the input, map it to [0, 1], run the blind engine the preset names (:mod:`.engine`),
+handle colour and, where the preset asks for it, a non-blind step (:mod:`.nonblind`).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DEFAULT_PRESET, DeblurConfig, get_preset
-from ..errors import InvalidInputError
-from ..imaging.image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
-from ..imaging.noise import estimate_noise_sigma
-from ..provenance import header
-from .diagnostics import Diagnosis, diagnose
-from .physics import latent_shape, parse_kernel_size
-from .restarts import with_restarts
-from .solver import Progress
+from .config import DEFAULT_PRESET, DeblurConfig
+from .engine.checks import check_kernel_size, resolve_config
+from .engine.diagnostics import Diagnosis, diagnose
+from .engine.restarts import with_restarts
+from .engine.solver import Progress
+from .errors import InvalidInputError
+from .imaging.image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
+from .imaging.noise import estimate_noise_sigma
+from .provenance import header
 
 
 @dataclass
@@ -72,46 +76,6 @@ class DeblurResult:
         }
 
 
-def resolve_config(
-    preset: str | DeblurConfig = DEFAULT_PRESET, iterations: int | None = None
-) -> DeblurConfig:
-    """A preset name or a config, optionally re-run for ``iterations`` (schedule scaled)."""
-    cfg = get_preset(preset) if isinstance(preset, str) else preset
-    if iterations is not None:
-        if int(iterations) < 1:
-            raise InvalidInputError(f"iterations must be >= 1, got {iterations}")
-        cfg = cfg.with_iterations(int(iterations))
-    cfg.validate()
-    return cfg
-
-
-def check_fits_network(
-    image_shape: tuple[int, int], kernel_shape: tuple[int, int], cfg: DeblurConfig
-) -> None:
-    """Raise :class:`InvalidInputError` if the latent is too small for the U-Net's depth."""
-    from .networks import min_image_size
-
-    need = min_image_size(cfg.image_net)
-    (h, w), (kh, kw) = image_shape, kernel_shape
-    if min(latent_shape((h, w), (kh, kw))) < need:
-        raise InvalidInputError(
-            f"image {h}x{w} is too small for a {cfg.image_net.depth}-level U-Net with a "
-            f"{kh}x{kw} kernel: image + kernel - 1 must be at least {need} pixels on each side"
-        )
-
-
-def check_kernel_size(
-    image_shape: tuple[int, int], kernel_size: int | str | tuple[int, int], cfg: DeblurConfig
-) -> tuple[int, int]:
-    """Parse a kernel size and check it against the image and the network; (kh, kw)."""
-    kshape = parse_kernel_size(kernel_size)
-    h, w = image_shape
-    if kshape[0] > h or kshape[1] > w:
-        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
-    check_fits_network((h, w), kshape, cfg)
-    return kshape
-
-
 def deblur(
     image: np.ndarray,
     kernel_size: int | str | tuple[int, int],
@@ -161,8 +125,8 @@ def deblur(
         a probe costs a large share of a run. The result equals a plain run with the chosen seed
         (``result.seed``); ``metadata()["restarts"]`` lists the probes.
     """
-    from .device import resolve_device
-    from .solver import fit
+    from .engine.device import resolve_device
+    from .engine.solver import fit
 
     arr = check_image(image)
     cfg = resolve_config(preset, iterations)
@@ -296,8 +260,8 @@ def deblur_stack(
     ends the run, the planes being fitted return their current result with ``cancelled=True``
     and the planes not started are left out.
     """
-    from .batched import can_batch, fit_planes
-    from .device import resolve_device
+    from .engine.batched import can_batch, fit_planes
+    from .engine.device import resolve_device
 
     arrs = [check_image(p) for p in planes]
     if not arrs:
@@ -363,8 +327,8 @@ def _color_latent(
     """Recombine the deblurred luminance with non-blind deconvolved chroma (and alpha)."""
     import torch
 
-    from ..imaging.fourier import wiener_filter
-    from ..imaging.noise import wiener_strength
+    from .imaging.fourier import wiener_filter
+    from .imaging.noise import wiener_strength
 
     # Chroma carries little detail: the closed-form Wiener filter (padded, tapered) is enough.
     strength = wiener_strength(sigma)

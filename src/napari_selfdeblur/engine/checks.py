@@ -1,0 +1,47 @@
+"""Checks shared by every entry point: configurations, kernel sizes against images and networks."""
+
+from __future__ import annotations
+
+from ..config import DEFAULT_PRESET, DeblurConfig, get_preset
+from ..errors import InvalidInputError
+from .physics import latent_shape, parse_kernel_size
+
+
+def resolve_config(
+    preset: str | DeblurConfig = DEFAULT_PRESET, iterations: int | None = None
+) -> DeblurConfig:
+    """A preset name or a config, optionally re-run for ``iterations`` (schedule scaled)."""
+    cfg = get_preset(preset) if isinstance(preset, str) else preset
+    if iterations is not None:
+        if int(iterations) < 1:
+            raise InvalidInputError(f"iterations must be >= 1, got {iterations}")
+        cfg = cfg.with_iterations(int(iterations))
+    cfg.validate()
+    return cfg
+
+
+def check_fits_network(
+    image_shape: tuple[int, int], kernel_shape: tuple[int, int], cfg: DeblurConfig
+) -> None:
+    """Raise :class:`InvalidInputError` if the latent is too small for the U-Net's depth."""
+    from .networks import min_image_size
+
+    need = min_image_size(cfg.image_net)
+    (h, w), (kh, kw) = image_shape, kernel_shape
+    if min(latent_shape((h, w), (kh, kw))) < need:
+        raise InvalidInputError(
+            f"image {h}x{w} is too small for a {cfg.image_net.depth}-level U-Net with a "
+            f"{kh}x{kw} kernel: image + kernel - 1 must be at least {need} pixels on each side"
+        )
+
+
+def check_kernel_size(
+    image_shape: tuple[int, int], kernel_size: int | str | tuple[int, int], cfg: DeblurConfig
+) -> tuple[int, int]:
+    """Parse a kernel size and check it against the image and the network; (kh, kw)."""
+    kshape = parse_kernel_size(kernel_size)
+    h, w = image_shape
+    if kshape[0] > h or kshape[1] > w:
+        raise InvalidInputError(f"kernel {kshape[0]}x{kshape[1]} is larger than the image {h}x{w}")
+    check_fits_network((h, w), kshape, cfg)
+    return kshape
