@@ -103,7 +103,9 @@ def deblur(
         alpha is passed through.
     kernel_size
         Odd kernel size in pixels: ``31``, ``"31x25"`` (height x width) or ``(31, 25)``. Choose
-        it a little larger than the blur's extent.
+        it a little larger than the blur's extent, or pass ``"auto"``: the MAP estimator run with
+        a generous size finds the blur's support, and the size is chosen from it (reported in
+        ``metadata()["kernel_size_auto"]``).
     preset, iterations
         A preset name (a key of :data:`napari_selfdeblur.config.PRESETS`; default
         :data:`~napari_selfdeblur.config.DEFAULT_PRESET`) or a :class:`DeblurConfig`;
@@ -126,14 +128,13 @@ def deblur(
         (``result.seed``); ``metadata()["restarts"]`` lists the probes.
     """
     from .engine.device import resolve_device
-    from .engine.solver import fit
 
     arr = check_image(image)
     cfg = resolve_config(preset, iterations)
-    kshape = check_kernel_size(arr.shape[:2], kernel_size, cfg)
     dev = resolve_device(device)
-
     prep = _prepare(arr)
+    kernel_size, auto = _resolve_kernel_size(prep.grey, kernel_size, cfg, dev)
+    kshape = check_kernel_size(arr.shape[:2], kernel_size, cfg)
 
     restarts = int(restarts)
     if restarts < 1:
@@ -149,27 +150,22 @@ def deblur(
         preview_every=preview_every,
         should_stop=should_stop,
     )
-    extra: dict[str, Any] = {}
-    if restarts > 1:
-        raw, seed, extra["restarts"] = with_restarts(
-            prep.grey,
-            kshape,
-            cfg,
-            seed=seed,
-            restarts=restarts,
-            probe=restart_iterations,
-            common=common,
-        )
-    else:
-        raw = fit(
-            prep.grey,
-            kshape,
-            cfg,
-            seed=seed,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            **common,
-        )
+    extra: dict[str, Any] = {"preset": preset if isinstance(preset, str) else "custom"}
+    if auto is not None:
+        extra["kernel_size_auto"] = auto
+    raw, seed, map_start = _run_engine(
+        prep.grey,
+        kshape,
+        cfg,
+        seed=seed,
+        restarts=restarts,
+        restart_iterations=restart_iterations,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        common=common,
+        extra=extra,
+    )
+    raw = _final_step(prep, raw, cfg, map_start, extra, device=dev)
     result = _finish(prep, raw, cfg, seed, dev, time.perf_counter() - start, extra)
     if raw.resumed_from and restarts == 1:
         result.extra.update(
@@ -177,6 +173,121 @@ def deblur(
             resumed_runtime_s=round(raw.resumed_runtime_s, 3),
         )
     return result
+
+
+def _resolve_kernel_size(grey, kernel_size, cfg, device):
+    """``kernel_size``, or for ``"auto"`` the size found by the MAP estimator; (size, details)."""
+    from .engine.map_kernel import auto_kernel_size, is_auto
+
+    if not is_auto(kernel_size):
+        return kernel_size, None
+    auto = auto_kernel_size(grey, cfg.map, device=device)
+    return auto["chosen"], auto
+
+
+def _run_engine(
+    grey,
+    kshape,
+    cfg,
+    *,
+    seed,
+    restarts,
+    restart_iterations,
+    checkpoint,
+    checkpoint_every,
+    common,
+    extra,
+):
+    """Run the blind engine of ``cfg``; (raw result, seed used, MAP start or None)."""
+    from .engine.map_kernel import fit_map
+    from .engine.solver import fit
+
+    if cfg.engine == "map" or cfg.init == "map":
+        map_start = fit_map(
+            grey,
+            kshape,
+            cfg.map,
+            device=common["device"],
+            callback=common["callback"],
+            should_stop=common["should_stop"],
+        )
+        if cfg.engine == "map" or map_start.cancelled:
+            return map_start, seed, map_start
+        common = {**common, "start": map_start}
+    else:
+        map_start = None
+    if restarts > 1:
+        raw, seed, extra["restarts"] = with_restarts(
+            grey, kshape, cfg, seed=seed, restarts=restarts, probe=restart_iterations, common=common
+        )
+    else:
+        raw = fit(
+            grey,
+            kshape,
+            cfg,
+            seed=seed,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            **common,
+        )
+    return raw, seed, map_start
+
+
+def _final_step(prep, raw, cfg, map_start, extra, *, device):
+    """The preset's non-blind step on the whole image, and the safeguard against its MAP start.
+
+    With ``cfg.safeguard`` the result keeps SelfDeblur's estimate unless it fits the input worse
+    (residual more than 10 % higher) and is not sharper (normalised sparsity of the gradients,
+    Krishnan et al. 2011: lower is sharper) than the MAP start; both are recorded.
+    """
+    if raw.cancelled:
+        return raw
+    latent = _nonblind(prep.grey, raw.kernel, cfg.final, raw.latent, device)
+    if cfg.safeguard and map_start is not None and map_start is not raw:
+        map_latent = _nonblind(prep.grey, map_start.kernel, cfg.final, map_start.latent, device)
+        ours = _quality(prep.grey, latent, raw.kernel)
+        theirs = _quality(prep.grey, map_latent, map_start.kernel)
+        keep_map = ours["residual"] > 1.1 * theirs["residual"] and (
+            ours["sparsity"] >= theirs["sparsity"]
+        )
+        extra["safeguard"] = {
+            "selfdeblur": ours,
+            "map": theirs,
+            "kept": "map" if keep_map else "selfdeblur",
+        }
+        if keep_map:
+            raw.kernel, latent = map_start.kernel, map_latent
+    raw.latent = latent
+    return raw
+
+
+def _nonblind(grey: np.ndarray, kernel: np.ndarray, method: str, latent: np.ndarray, device):
+    """``method``'s deconvolution of ``grey`` with an estimated ``kernel`` ("none": ``latent``)."""
+    if method == "none":
+        return latent
+    from .nonblind.api import refine
+
+    out = refine(grey, kernel, method, kernel_estimated=True, device=str(device)).image
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _quality(grey: np.ndarray, latent: np.ndarray, kernel: np.ndarray) -> dict[str, float]:
+    """Ground-truth-free scores of a result: data residual (mean squared, [0, 1] units) and the
+    normalised sparsity ||grad x||_1 / ||grad x||_2 of the latent (lower is sharper).
+    """
+    import torch
+
+    from .engine.map_kernel import residual
+
+    res = residual(
+        torch.from_numpy(latent.astype(np.float64)),
+        kernel,
+        torch.from_numpy(grey.astype(np.float64)),
+    )
+    gy, gx = np.diff(latent, axis=0), np.diff(latent, axis=1)
+    grads = np.concatenate([gy.ravel(), gx.ravel()]).astype(np.float64)
+    sparsity = float(np.abs(grads).sum() / max(np.sqrt((grads**2).sum()), 1e-12))
+    return {"residual": round(res, 8), "sparsity": round(sparsity, 3)}
 
 
 @dataclass
@@ -282,7 +393,8 @@ def deblur_stack(
             r = deblur(
                 a,
                 kernel_size,
-                preset=cfg,
+                preset=preset,
+                iterations=iterations,
                 seed=seed,
                 device=device,
                 callback=cb,
@@ -296,6 +408,7 @@ def deblur_stack(
             if r.cancelled:
                 break
         return out
+    kernel_size, _ = _resolve_kernel_size(_prepare(arrs[0]).grey, kernel_size, cfg, dev)
     kshape = check_kernel_size(arrs[0].shape[:2], kernel_size, cfg)
     out = []
     for first in range(0, n, batch_size):
@@ -315,7 +428,9 @@ def deblur_stack(
         )
         runtime = (time.perf_counter() - start) / len(idx)  # the batch's time, shared
         for prep, raw in zip(preps, raws, strict=True):
-            out.append(_finish(prep, raw, cfg, seed, dev, runtime, {"batched_planes": len(idx)}))
+            extra = {"preset": preset if isinstance(preset, str) else "custom"}
+            extra["batched_planes"] = len(idx)
+            out.append(_finish(prep, raw, cfg, seed, dev, runtime, extra))
         if raws[0].cancelled:
             break
     return out

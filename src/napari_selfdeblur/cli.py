@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("deblur", help="estimate the kernel and the sharp image of each input")
     d.add_argument("inputs", nargs="+", type=Path, help="PNG, JPEG or TIFF files (TIFF stacks ok)")
     d.add_argument(
-        "-k", "--kernel-size", required=True, help="odd kernel size: 31 or 31x25 (height x width)"
+        "-k",
+        "--kernel-size",
+        required=True,
+        help="odd kernel size: 31 or 31x25 (height x width), or auto (found by the MAP estimator)",
     )
     d.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -223,15 +226,16 @@ def _run(planes: list[np.ndarray], args, desc: str):
     from .api import deblur_stack
     from .engine.checks import resolve_config
 
-    cfg = resolve_config(args.preset, args.iterations)
-    if args.init is not None:
-        cfg = cfg.replace(init=args.init)
+    preset, iterations = args.preset, args.iterations
+    if args.init is not None:  # a changed preset: pass the configuration itself
+        preset, iterations = resolve_config(preset, iterations).replace(init=args.init), None
     bar = _Bar(desc, args.quiet, len(planes))
     try:
-        return deblur_stack(
+        results = deblur_stack(
             planes,
             args.kernel_size,
-            preset=cfg,
+            preset=preset,
+            iterations=iterations,
             seed=args.seed,
             device=args.device,
             callback=bar,
@@ -241,14 +245,20 @@ def _run(planes: list[np.ndarray], args, desc: str):
         )
     finally:
         bar.close()
+    if args.init is not None:
+        for r in results:
+            r.extra["preset"] = f"{args.preset} (init={args.init})"
+    return results
 
 
 def _cmd_deblur(args) -> int:
+    from .engine.map_kernel import is_auto
     from .engine.physics import parse_kernel_size
     from .fileio import read_image, write_json, write_tiff
     from .imaging.layout import split_planes
 
-    parse_kernel_size(args.kernel_size)  # fail before any work on a bad size
+    if not is_auto(args.kernel_size):
+        parse_kernel_size(args.kernel_size)  # fail before any work on a bad size
     failures = 0
     for path in args.inputs:
         stem = path.stem

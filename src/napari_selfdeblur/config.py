@@ -68,6 +68,42 @@ class KernelNetConfig:
 
 
 @dataclass(frozen=True)
+class MapConfig:
+    """The MAP kernel estimator (:mod:`napari_selfdeblur.engine.map_kernel`).
+
+    Coarse to fine, the kernel's extent shrinking by ``ratio`` per level; ``rounds`` alternations
+    of an L0-gradient latent step and a kernel step per level. The L0 weight starts at
+    ``lambda_start`` on the coarsest level and is multiplied by ``lambda_decay`` after every
+    round, across levels, down to ``lambda_min`` (intensities in [0, 1]). The kernel step uses
+    the salient edges only: in each of 4 orientations at least ``salient`` x (kernel side)
+    pixels, a threshold divided by ``threshold_decay`` every round. ``gamma`` weighs |k|^2 in the
+    kernel step; ``prune`` zeroes kernel values below that fraction of the peak; ``kappa`` is the
+    growth of the splitting penalty. The defaults were chosen on blurred photographs that are not
+    the benchmark (``benchmarks/map_design.py``).
+    """
+
+    ratio: float = 2**0.5
+    rounds: int = 10
+    lambda_start: float = 4e-3
+    lambda_decay: float = 1 / 1.1
+    lambda_min: float = 1e-4
+    gamma: float = 20.0
+    kappa: float = 2.0
+    prune: float = 0.05
+    threshold_decay: float = 1.1
+    salient: float = 5.0
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidInputError` naming the first invalid setting."""
+        if self.ratio <= 1 or self.rounds < 1 or self.kappa <= 1:
+            raise InvalidInputError("MAP ratio and kappa must be > 1 and rounds >= 1")
+        if min(self.lambda_start, self.lambda_min, self.gamma, self.salient) <= 0:
+            raise InvalidInputError("MAP lambda, gamma and salient must be > 0")
+        if not 0 <= self.prune < 1 or not 0 < self.lambda_decay <= 1:
+            raise InvalidInputError("MAP prune must be in [0, 1) and lambda_decay in (0, 1]")
+
+
+@dataclass(frozen=True)
 class DeblurConfig:
     """Optimisation settings of one SelfDeblur run.
 
@@ -92,7 +128,8 @@ class DeblurConfig:
     # "noblur": first fit Gx to the blurry image (MSE on the aligned window, ``init_iterations``
     # Adam steps at ``lr_image``) and Gk to a centred Gaussian of ``init_kernel_sigma`` px
     # (KL divergence, the same number of steps at ``INIT_KERNEL_LR``), then optimise jointly.
-    init: Literal["random", "noblur"] = "random"
+    # "map": the same warm start, to the latent and kernel of the MAP estimator (``map``).
+    init: Literal["random", "noblur", "map"] = "random"
     init_iterations: int = 500
     init_kernel_sigma: float = 1.0
     # Coarse-to-fine. With ``coarse_levels`` = L > 0 the problem is first solved at scales
@@ -114,6 +151,16 @@ class DeblurConfig:
     precision: Literal["float32", "bfloat16"] = "float32"
     image_net: ImageNetConfig = field(default_factory=ImageNetConfig)
     kernel_net: KernelNetConfig = field(default_factory=KernelNetConfig)
+    # The blind engine: "selfdeblur" fits the two generators; "map" is the MAP kernel estimator
+    # alone (no networks; the settings above other than ``map`` are unused).
+    engine: Literal["selfdeblur", "map"] = "selfdeblur"
+    map: MapConfig = field(default_factory=MapConfig)
+    # A non-blind step on the whole image with the estimated kernel ("none" keeps the engine's
+    # latent), its strength derived for estimated kernels (see napari_selfdeblur.nonblind).
+    final: Literal["none", "sparse", "hyper-laplacian"] = "none"
+    # With init="map": keep the MAP result when SelfDeblur's fits the input worse and is not
+    # sharper (both are recorded in the metadata).
+    safeguard: bool = False
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
@@ -129,8 +176,15 @@ class DeblurConfig:
             raise InvalidInputError(
                 f"precision must be 'float32' or 'bfloat16', got {self.precision!r}"
             )
-        if self.init not in ("random", "noblur"):
-            raise InvalidInputError(f"init must be 'random' or 'noblur', got {self.init!r}")
+        if self.init not in ("random", "noblur", "map"):
+            raise InvalidInputError(f"init must be 'random', 'noblur' or 'map', got {self.init!r}")
+        if self.engine not in ("selfdeblur", "map"):
+            raise InvalidInputError(f"engine must be 'selfdeblur' or 'map', got {self.engine!r}")
+        if self.final not in ("none", "sparse", "hyper-laplacian"):
+            raise InvalidInputError(
+                f"final must be 'none', 'sparse' or 'hyper-laplacian', got {self.final!r}"
+            )
+        self.map.validate()
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
             raise InvalidInputError("init_iterations must be >= 0 and init_kernel_sigma > 0")
         if self.coarse_levels < 0 or self.coarse_iterations < 1:
@@ -176,8 +230,10 @@ class DeblurConfig:
         valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
-        for key in ("blur", "channels_last"):
-            d.pop(key)
+        for key in ("blur", "channels_last", "engine", "final", "safeguard"):
+            d.pop(key)  # checkpoints are of SelfDeblur runs, before any final step
+        if d["init"] != "map":
+            d.pop("map")
         if d["init"] == "random":
             d.pop("init")
             d.pop("init_kernel_sigma")
@@ -212,6 +268,27 @@ def _demo() -> DeblurConfig:
     )
 
 
+def _quick() -> DeblurConfig:
+    # Seconds on a CPU: the MAP kernel estimate, then the sparse non-blind step with it.
+    return DeblurConfig(engine="map", final="sparse")
+
+
+def _standard() -> DeblurConfig:
+    # SelfDeblur started from the MAP estimate: the demo's U-Net fitted to the MAP latent and Gk to
+    # the MAP kernel (60 steps), then 300 joint iterations (1 - SSIM from 150), the sparse
+    # non-blind step with the final kernel, and the safeguard against the MAP result. Sized to
+    # about two minutes for 255x255 on a 2-core CPU.
+    return _demo().replace(
+        iterations=300,
+        lr_milestones=(190, 250),
+        ssim_start=150,
+        init="map",
+        init_iterations=60,
+        final="sparse",
+        safeguard=True,
+    )
+
+
 def _fast() -> DeblurConfig:
     # Practical on a laptop CPU (a few minutes for 255x255), designed on photographs that are not
     # the benchmark (benchmarks/fast_design.py): the demo's U-Net solved coarse-to-fine, 1000
@@ -238,6 +315,21 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset(
+            "standard",
+            "standard (about 2 min on a CPU)",
+            "SelfDeblur started from the MAP estimate, then the sparse non-blind step; the "
+            "default: about two minutes for 255x255 on a laptop CPU",
+            _standard,
+        ),
+        Preset(
+            "quick",
+            "quick (seconds, no networks)",
+            "the MAP kernel estimate (L0 gradient prior, coarse to fine) and the sparse "
+            "non-blind step: seconds for 255x255 on a laptop CPU",
+            _quick,
+            network=False,
+        ),
+        Preset(
             "fast",
             "fast (minutes on a CPU)",
             "a small U-Net solved coarse-to-fine: a few minutes for 255x255 on a laptop CPU",
@@ -260,7 +352,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 #: The preset used when none is named (API, CLI and widget).
-DEFAULT_PRESET = "fast"
+DEFAULT_PRESET = "standard"
 
 
 def get_preset(name: str) -> DeblurConfig:

@@ -40,7 +40,10 @@ from .solver import (
 def can_batch(cfg: DeblurConfig) -> bool:
     """Whether :func:`fit_planes` supports this configuration."""
     return (
-        cfg.mode == "joint"
+        cfg.engine == "selfdeblur"
+        and cfg.init in ("random", "noblur")
+        and cfg.final == "none"
+        and cfg.mode == "joint"
         and cfg.coarse_levels == 0
         and cfg.tv_factor == 0
         and cfg.precision == "float32"

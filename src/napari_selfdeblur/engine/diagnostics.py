@@ -29,6 +29,7 @@ DELTA_PEAK_FRACTION = 0.6
 NO_CHANGE_FRACTION = 0.02
 STALL_RELATIVE = 1e-3
 STALL_LOSS = 0.1
+BORDER_FRACTION = 0.2  # kernel values on the window's edge this close to the peak: too small
 
 
 @dataclass
@@ -107,6 +108,13 @@ def diagnose(
         d.messages.append(
             f"the latent differs from the input by only {change:.1%} of the image's contrast: "
             "nothing was deblurred"
+        )
+    ring = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]]) if min(k.shape) > 2 else k
+    if k.size and ring.max() >= BORDER_FRACTION * peak and peak > 0:
+        d.flags.append("kernel_at_border")
+        d.messages.append(
+            f"the kernel reaches the edge of its {k.shape[0]}x{k.shape[1]} window: the blur may "
+            "be larger than the kernel size; try a larger size or kernel_size='auto'"
         )
     if late is not None and late < STALL_RELATIVE and history[-1][1] > STALL_LOSS:
         d.flags.append("stalled")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def parse_kernel_size(value: int | str | tuple[int, int] | list[int]) -> tuple[int, int]:
     """Parse ``31``, ``"31"``, ``"31x25"`` (height x width) or ``(31, 25)``; odd sizes > 0."""
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(-?\d+)\s*(?:[xX,]\s*(-?\d+)\s*)?", value)
+        m = re.fullmatch(r"\s*(-?[0-9]+)\s*(?:[xX,]\s*(-?[0-9]+)\s*)?", value, flags=re.ASCII)
         if not m:
             raise InvalidInputError(
                 f"kernel size {value!r} is not of the form 31 or 31x25 (height x width)"

@@ -352,6 +352,7 @@ def fit(
     fixed_kernel: np.ndarray | None = None,
     stop_at: int | None = None,
     keep_state: bool = False,
+    start: FitResult | None = None,
 ) -> FitResult:
     """Run SelfDeblur on ``y`` (H, W), float in [0, 1]; inputs are assumed checked.
 
@@ -371,6 +372,8 @@ def fit(
     so the run can be continued later with the same arguments and no ``stop_at``).
 
     ``keep_state``: return the final parameters of both networks in ``result.state``.
+
+    ``start``: with ``init="map"``, the MAP estimate to start from (computed here when None).
 
     ``fixed_kernel`` (a PSF of ``kernel_shape``) turns the run non-blind: Gk is not used and Gx
     alone is fitted to explain ``y`` through that kernel (the reference's non-blind variant).
@@ -395,6 +398,11 @@ def fit(
             offset = len(levels) * config.coarse_iterations
             total = offset + config.iterations
             warm = None
+            if state is None and fixed_kernel is None and config.init == "map":
+                start = start or map_start(y, kernel_shape, config, device=device, **report)
+                if start.cancelled:
+                    return start
+                warm = (start.latent, start.kernel)
             if levels and state is None:  # a checkpoint is past the coarse levels
                 warm, coarse = coarse_to_fine(
                     y,
@@ -405,6 +413,7 @@ def fit(
                     seed=seed,
                     noise_sigma=noise_sigma,
                     total=total,
+                    warm=warm,
                     **report,
                 )
                 if coarse.cancelled:
@@ -444,6 +453,24 @@ def _out_of_memory(device: torch.device, image_shape, kernel_shape) -> OutOfMemo
         "kernel. Estimate the kernel on a crop (a region of interest) and refine the whole "
         "image non-blind, or use a lighter preset"
         + (", or run on the CPU." if device.type != "cpu" else ".")
+    )
+
+
+def map_start(
+    y: np.ndarray,
+    kernel_shape: tuple[int, int],
+    cfg: DeblurConfig,
+    *,
+    device: torch.device,
+    callback: Callable[[Progress], None] | None,
+    every: int,
+    should_stop: Callable[[], bool] | None,
+) -> FitResult:
+    """The MAP estimate that ``init="map"`` starts both generators from (progress as "map")."""
+    from .map_kernel import fit_map
+
+    return fit_map(
+        y, kernel_shape, cfg.map, device=device, callback=callback, should_stop=should_stop
     )
 
 

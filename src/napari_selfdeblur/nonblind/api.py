@@ -26,6 +26,7 @@ from ..imaging.layout import split_planes
 from ..imaging.noise import estimate_noise_sigma
 from ..imaging.psf import prepare_kernels
 from . import DEFAULT_METHOD, get_method
+from .base import ESTIMATED_KERNEL_FACTOR
 
 # -- the methods ---------------------------------------------------------------------------------
 # Strength rules a * max(sigma, SIGMA_FLOOR)**p: power laws fitted by
@@ -104,6 +105,7 @@ def refine(
     callback: Callable[[RefineProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_batch_bytes: int = 512 * 2**20,
+    kernel_estimated: bool = False,
     **params: Any,
 ) -> RefineResult:
     """Deconvolve ``image`` (2-D, RGB(A) or a stack) with the PSF ``kernel``.
@@ -124,6 +126,9 @@ def refine(
         Progress reporting and cancellation; a cancelled run keeps the planes finished so far.
     max_batch_bytes
         Bounds the memory of one batch of planes processed together.
+    kernel_estimated
+        The kernel came from a blind estimate: a default strength is multiplied by
+        :data:`~napari_selfdeblur.nonblind.base.ESTIMATED_KERNEL_FACTOR`.
     """
     from ..engine.device import is_out_of_memory, resolve_device
     from ..errors import OutOfMemoryError
@@ -138,7 +143,10 @@ def refine(
     kh, kw = kernels[0].shape
     if kh > h or kw > w:
         raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")
-    prepared = [_prepare_plane(p, i, n_planes, is_rgb, spec, values) for i, p in enumerate(planes)]
+    factor = ESTIMATED_KERNEL_FACTOR if kernel_estimated else 1.0
+    prepared = [
+        _prepare_plane(p, i, n_planes, is_rgb, spec, values, factor) for i, p in enumerate(planes)
+    ]
     dev = resolve_device(device)
     job = _Job(spec, values, prepared, kernels, is_rgb, dev, callback, should_stop)
     start = time.perf_counter()
@@ -168,6 +176,7 @@ def refine(
         runtime_s=time.perf_counter() - start,
         device=str(dev),
         cancelled=job.cancelled,
+        extra={"kernel_estimated": True} if kernel_estimated else {},
     )
 
 
@@ -181,7 +190,7 @@ class _Plane:
     strength: float | None
 
 
-def _prepare_plane(plane, index, n_planes, is_rgb, spec, values) -> _Plane | None:
+def _prepare_plane(plane, index, n_planes, is_rgb, spec, values, factor) -> _Plane | None:
     """Check one plane and derive its strength; None for a blank plane of a stack (passed
     through unchanged: it has nothing to deconvolve).
     """
@@ -197,7 +206,7 @@ def _prepare_plane(plane, index, n_planes, is_rgb, spec, values) -> _Plane | Non
     sigma = estimate_noise_sigma(grey) if min(unit.shape[:2]) >= 3 else 0.0
     strength = values.get("strength")
     if strength is None and spec.strength_rule is not None:
-        strength = float(spec.strength_rule(sigma))
+        strength = float(spec.strength_rule(sigma)) * factor
     return _Plane(intensity, unit, float(sigma), strength)
 
 

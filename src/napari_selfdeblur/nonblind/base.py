@@ -15,6 +15,12 @@ from typing import Any
 
 from ..errors import InvalidInputError
 
+#: Default strengths are multiplied by this when the kernel is an estimate (a blind result): an
+#: estimated kernel is never exact, and a stronger prior suppresses the ringing its errors cause.
+#: Chosen on blurred photographs that are not the benchmark (benchmarks/map_design.py): 3 to 10
+#: times the noise-derived strength did best with MAP kernels; 5 is in the middle (log scale).
+ESTIMATED_KERNEL_FACTOR = 5.0
+
 #: ``step(done, total)`` is called after each step of an iterative method and returns whether to
 #: stop (cancel); the methods then return their current iterate.
 StepHook = Callable[[int, int], bool]

@@ -1,0 +1,400 @@
+"""A fast MAP estimate of the blur kernel: L0 gradient prior, alternating, coarse to fine.
+
+The estimator follows the classical recipe of Xu, Zheng & Jia (CVPR 2013) and Pan et al. (CVPR
+2014), with the parameter choices discussed by Anger, Facciolo & Delbracio (IPOL 2019):
+
+- a pyramid whose kernel size shrinks by sqrt(2) per level (odd at every level), the image by the
+  same ratio; each level starts from the previous kernel, upsampled;
+- at each level, ``rounds`` alternations of
+  - a latent step: min_x |k * x - y|^2 + lambda |grad x|_0, by half-quadratic splitting (the L0
+    step is a hard threshold on the gradients, the quadratic step is closed form by FFT on a
+    padded, edge-tapered copy of y, so nothing wraps);
+  - a kernel step: min_k |grad x * k - grad y|^2 + gamma |k|^2 in the Fourier domain, cropped to
+    the kernel's support, then non-negative, small values and isolated specks pruned, unit sum,
+    centred;
+- lambda decreases from round to round (sharp salient edges first, finer detail later), which is
+  how alternating MAP avoids the no-blur solution that naive joint MAP prefers (Levin et al.,
+  CVPR 2011).
+
+Planes are processed as a batch (N, H, W) in [0, 1], each with its own kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import MapConfig
+from ..imaging.fourier import pad_and_taper, psf_to_otf
+from .physics import centroid_offset, resample, shift_kernel
+
+
+@dataclass
+class MapProgress:
+    """What a MAP callback receives: level ``level`` of ``levels``, round within it."""
+
+    step: int  # alternations completed over all levels, 1-based
+    total: int
+    level: int
+    levels: int
+    kernel_shape: tuple[int, int]
+    loss: float  # the first plane's data residual (mean squared) at this level
+
+
+@dataclass
+class MapResult:
+    """Kernels (N, kh, kw), the L0 latents (N, H, W), and whether the run was cancelled."""
+
+    kernels: np.ndarray
+    latents: np.ndarray
+    cancelled: bool = False
+    levels: list[tuple[int, int]] = field(default_factory=list)  # kernel shape of each level
+
+
+def pyramid(kernel_shape: tuple[int, int], ratio: float = math.sqrt(2), smallest: int = 5):
+    """(scale, kernel shape) of each level, coarsest first.
+
+    Level j below the finest has image scale ``ratio``^-j; its kernel is the finest one scaled
+    likewise, rounded up to an odd size. There are as many levels as keep the smaller kernel side
+    at ``smallest`` pixels or more (the coarsest kernel still has a shape to find).
+    """
+    small = min(kernel_shape)
+    depth = math.floor(math.log(small / smallest) / math.log(ratio)) if small > smallest else 0
+    out = []
+    for j in range(depth, -1, -1):
+        scale = ratio**-j
+        out.append((scale, tuple(max(3, _odd_up(k * scale)) for k in kernel_shape)))
+    return out
+
+
+def _odd_up(value: float) -> int:
+    n = math.ceil(value - 1e-9)
+    return n if n % 2 else n + 1
+
+
+def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Circular differences x[i - 1] - x[i] along columns and rows: the convolutions whose OTFs
+    :func:`_diff_otfs` gives, so the L0 step and the FFT step see the same gradients.
+    """
+    return torch.roll(x, 1, dims=-1) - x, torch.roll(x, 1, dims=-2) - x
+
+
+def _diff_otfs(shape, like):
+    dx = psf_to_otf(like.new_tensor([[0.0, -1.0, 1.0]]), shape)
+    dy = psf_to_otf(like.new_tensor([[0.0], [-1.0], [1.0]]), shape)
+    return dx, dy
+
+
+def l0_latent(y_padded, kernels, lam, *, kappa: float = 2.0, beta_max: float = 1e5):
+    """min_x |k * x - y|^2 + lam |grad x|_0 for (N, H, W) padded planes, one kernel each.
+
+    Half-quadratic splitting: beta rises from 2 lam to ``beta_max`` by ``kappa``; the gradient
+    step is a hard threshold (keep where |grad x|^2 >= lam / beta), the x step closed form by FFT
+    (circular: the planes are padded and edge-tapered).
+    """
+    shape = y_padded.shape[-2:]
+    otf = torch.stack([psf_to_otf(k, shape) for k in kernels])  # (N, H, W//2 + 1)
+    dx, dy = _diff_otfs(shape, y_padded)
+    fy = torch.fft.rfft2(y_padded)
+    num_data = otf.conj() * fy
+    den_data = otf.abs() ** 2
+    den_grad = dx.abs() ** 2 + dy.abs() ** 2
+    lam = y_padded.new_tensor(lam).reshape(-1, 1, 1)
+    x = y_padded.clone()
+    beta = 2 * float(lam.min())
+    while beta < beta_max:
+        gx, gy = _grad(x)
+        keep = (gx**2 + gy**2) >= lam / beta
+        gx, gy = gx * keep, gy * keep
+        num = num_data + beta * (dx.conj() * torch.fft.rfft2(gx) + dy.conj() * torch.fft.rfft2(gy))
+        x = torch.fft.irfft2(num / (den_data + beta * den_grad), s=shape)
+        beta *= kappa
+    return x
+
+
+def salient_threshold(gx: torch.Tensor, gy: torch.Tensor, count: int):
+    """Per-plane gradient magnitude above which edges count as salient (Cho & Lee 2009).
+
+    Gradient orientations (modulo pi) are put in 4 bins; in each, the ``count``-th largest
+    magnitude is found, and the smallest of the four is returned, shape (N, 1, 1): every
+    orientation keeps at least ``count`` edge pixels to constrain the kernel.
+    """
+    mag = torch.sqrt(gx**2 + gy**2).flatten(1)
+    angle = torch.atan(gy / gx.where(gx != 0, gx.new_tensor(1e-12))).flatten(1)
+    bins = torch.clamp(torch.floor((angle + math.pi / 2) / (math.pi / 4)).long(), 0, 3)
+    out = []
+    for m, b in zip(mag, bins, strict=True):
+        values = []
+        for i in range(4):
+            sel = m[b == i]
+            values.append(
+                torch.topk(sel, min(count, sel.numel())).values[-1]
+                if sel.numel()
+                else m.new_tensor(0.0)
+            )
+        out.append(torch.stack(values).min())
+    return torch.stack(out).reshape(-1, 1, 1)
+
+
+def estimate_kernels(xs, ys, kernel_shape, gamma: float, mask, *, iterations: int = 30):
+    """min_k sum_d |mask (x_d * k - y_d)|^2 + gamma |k|^2 over kernels of ``kernel_shape``.
+
+    ``xs`` and ``ys`` are the latent's and the observation's gradients, (N, H, W) each, on the
+    same padded grid; ``mask`` (H, W) is 1 where the observation is real (not padding), so the
+    padding never feeds the estimate back into itself. Solved per plane by conjugate gradients on
+    the kernel's support (products by FFT). Returns (N, kh, kw) raw kernels centred at
+    (kh // 2, kw // 2), not yet projected onto PSFs.
+    """
+    from ..imaging.fourier import batched_cg
+
+    shape = xs[0].shape[-2:]
+    kh, kw = kernel_shape
+    fx = [torch.fft.rfft2(a) for a in xs]
+
+    def crop(full):  # the kernel-sized window around the origin of a circular correlation
+        return torch.roll(full, shifts=(kh // 2, kw // 2), dims=(-2, -1))[..., :kh, :kw]
+
+    def embed(k):
+        big = k.new_zeros((*k.shape[:-2], *shape))
+        big[..., :kh, :kw] = k
+        return torch.fft.rfft2(torch.roll(big, shifts=(-(kh // 2), -(kw // 2)), dims=(-2, -1)))
+
+    def correlate(images):  # sum_d x_d (correlation) images_d, cropped to the kernel
+        spectra = sum(f.conj() * torch.fft.rfft2(m) for f, m in zip(fx, images, strict=True))
+        return crop(torch.fft.irfft2(spectra, s=shape))
+
+    def apply(k):
+        fk = embed(k)
+        blurred = [mask * torch.fft.irfft2(f * fk, s=shape) for f in fx]
+        return correlate(blurred) + gamma * k
+
+    b = correlate([mask * y for y in ys])
+    return batched_cg(apply, b, torch.zeros_like(b), iterations)
+
+
+def project_kernel(k: np.ndarray, threshold: float) -> np.ndarray:
+    """Make a raw estimate a PSF: non-negative, values below ``threshold`` x max and isolated
+    specks removed, unit sum, centre of mass moved to the centre pixel (when it fits).
+    """
+    k = np.clip(np.asarray(k, dtype=np.float64), 0, None)
+    if k.max() <= 0:
+        out = np.zeros_like(k)
+        out[k.shape[0] // 2, k.shape[1] // 2] = 1.0
+        return out
+    k[k < threshold * k.max()] = 0
+    k = _largest_components(k)
+    k /= k.sum()
+    dy, dx = centroid_offset(k)
+    if dy or dx:
+        moved = shift_kernel(k, -dy, -dx)
+        if moved.sum() > 0.999:  # nothing pushed over the border
+            k = moved / moved.sum()
+    return k
+
+
+def _largest_components(k: np.ndarray, keep_fraction: float = 0.1) -> np.ndarray:
+    """Zero the 8-connected components of the support holding < ``keep_fraction`` of the mass
+    of the heaviest one (isolated noise specks).
+    """
+    labels = np.zeros(k.shape, dtype=np.int32)
+    masses = [0.0]
+    h, w = k.shape
+    for start in zip(*np.nonzero(k), strict=True):
+        if labels[start]:
+            continue
+        label = len(masses)
+        labels[start] = label
+        stack, mass = [start], 0.0
+        while stack:
+            i, j = stack.pop()
+            mass += k[i, j]
+            for a in (i - 1, i, i + 1):
+                for b in (j - 1, j, j + 1):
+                    if 0 <= a < h and 0 <= b < w and k[a, b] > 0 and not labels[a, b]:
+                        labels[a, b] = label
+                        stack.append((a, b))
+        masses.append(mass)
+    masses_arr = np.asarray(masses)
+    weak = masses_arr < keep_fraction * masses_arr.max()
+    weak[0] = True
+    return np.where(weak[labels], 0.0, k)
+
+
+def estimate_map(
+    planes: np.ndarray,
+    kernel_shape: tuple[int, int],
+    cfg: MapConfig,
+    *,
+    device: torch.device,
+    callback: Callable[[MapProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> MapResult:
+    """MAP kernels of (N, H, W) planes in [0, 1], coarse to fine; see the module docstring.
+
+    Deterministic: no random numbers are drawn. ``should_stop`` is polled before every round; a
+    cancelled run returns the kernels reached so far (upsampled to ``kernel_shape``).
+    """
+    ys = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float64)).to(device)
+    n, h, w = ys.shape
+    levels = pyramid(kernel_shape, cfg.ratio)
+    kernels = [_start_kernel(levels[0][1])] * n
+    total, done, lam = len(levels) * cfg.rounds, 0, cfg.lambda_start
+    latents, cancelled = None, False
+    for li, (scale, kshape) in enumerate(levels):
+        size = (max(kshape[0] + 2, round(h * scale)), max(kshape[1] + 2, round(w * scale)))
+        y_level = _resize(ys, size) if size != (h, w) else ys
+        kernels = [resample(k, kshape, kernel=True).astype(np.float64) for k in kernels]
+        threshold = None
+        for _ in range(cfg.rounds):
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            latents, kernels, threshold = _round(y_level, kernels, kshape, lam, threshold, cfg)
+            lam = max(cfg.lambda_min, lam * cfg.lambda_decay)
+            threshold = threshold / cfg.threshold_decay
+            done += 1
+            if callback is not None:
+                loss = residual(latents[0], kernels[0], y_level[0])
+                callback(MapProgress(done, total, li + 1, len(levels), kshape, loss))
+        if cancelled:
+            break
+    final = [resample(k, tuple(kernel_shape), kernel=True) for k in kernels]
+    if latents is None or latents.shape[-2:] != (h, w):
+        latents = ys
+    return MapResult(
+        kernels=np.stack(final).astype(np.float32),
+        latents=latents.detach().cpu().numpy().astype(np.float32),
+        cancelled=cancelled,
+        levels=[shape for _, shape in levels],
+    )
+
+
+def _start_kernel(shape) -> np.ndarray:
+    yy, xx = np.indices(shape) - np.array([shape[0] // 2, shape[1] // 2])[:, None, None]
+    g = np.exp(-0.5 * (yy**2 + xx**2) / 0.5**2)
+    return g / g.sum()
+
+
+def _resize(planes: torch.Tensor, size) -> torch.Tensor:
+    shrink = size[0] < planes.shape[-2] or size[1] < planes.shape[-1]
+    return F.interpolate(
+        planes[:, None], size=size, mode="bilinear", align_corners=False, antialias=shrink
+    )[:, 0]
+
+
+def _round(y, kernels, kshape, lam, threshold, cfg: MapConfig):
+    """One alternation at one level: latent step, salient edges, kernel step.
+
+    Returns (latents, kernels, threshold): ``threshold`` (N, 1, 1) is the salient-edge threshold
+    used, computed on the first round of a level (None in) and passed on.
+    """
+    h, w = y.shape[-2:]
+    psfs = [torch.from_numpy(k).to(y) for k in kernels]
+    # Pad and taper each plane with its own kernel so the FFT's circular model fits the borders.
+    padded, py, px = zip(
+        *(pad_and_taper(y[i : i + 1], psfs[i]) for i in range(len(psfs))), strict=True
+    )
+    yp = torch.cat(padded)  # the same margins for every plane: they depend on sizes only
+    x = l0_latent(yp, psfs, lam, kappa=cfg.kappa)
+    gx, gy = _grad(x)
+    if cfg.salient > 0:
+        if threshold is None:
+            threshold = salient_threshold(gx, gy, round(cfg.salient * max(kshape)))
+        keep = torch.sqrt(gx**2 + gy**2) >= threshold
+        gx, gy = gx * keep, gy * keep
+    else:
+        threshold = x.new_zeros((x.shape[0], 1, 1))
+    mask = torch.zeros(yp.shape[-2:], dtype=yp.dtype, device=yp.device)
+    mask[py[0] + 1 : py[0] + h - 1, px[0] + 1 : px[0] + w - 1] = 1  # real pixels, real gradients
+    raw = estimate_kernels((gx, gy), _grad(yp), kshape, cfg.gamma, mask)
+    new = [project_kernel(k, cfg.prune) for k in raw.cpu().numpy()]
+    latents = x[:, py[0] : py[0] + h, px[0] : px[0] + w]
+    return latents, new, threshold
+
+
+def residual(latent: torch.Tensor, kernel: np.ndarray, y: torch.Tensor) -> float:
+    """Mean squared difference between the padded, circular blur of ``latent`` and ``y``."""
+    psf = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float64)).to(y)
+    padded, py, px = pad_and_taper(latent[None], psf)
+    h, w = y.shape[-2:]
+    blurred = torch.fft.irfft2(
+        torch.fft.rfft2(padded) * psf_to_otf(psf, padded.shape[-2:]), s=padded.shape[-2:]
+    )[0, py : py + h, px : px + w]
+    return float(((blurred - y) ** 2).mean())
+
+
+def fit_map(
+    y: np.ndarray,
+    kernel_shape: tuple[int, int],
+    cfg: MapConfig,
+    *,
+    device: torch.device,
+    callback=None,
+    should_stop: Callable[[], bool] | None = None,
+    offset: int = 0,
+    total: int | None = None,
+):
+    """The MAP estimate of one grey image ``y`` (H, W) in [0, 1] as a solver ``FitResult``.
+
+    ``callback`` receives :class:`~napari_selfdeblur.engine.solver.Progress` with stage
+    ``"map i/L"`` (level i of L) and the data residual as the loss; ``offset`` and ``total``
+    place the MAP steps within a longer run.
+    """
+    from .solver import FitResult, Progress
+
+    steps = len(pyramid(kernel_shape, cfg.ratio)) * cfg.rounds
+    history: list[tuple[int, float]] = []
+
+    def report(p: MapProgress) -> None:
+        history.append((p.step, p.loss))
+        if callback is not None:
+            stage = f"map {p.level}/{p.levels}"
+            callback(Progress(offset + p.step, total or steps, p.loss, stage=stage))
+
+    res = estimate_map(
+        y[None], kernel_shape, cfg, device=device, callback=report, should_stop=should_stop
+    )
+    latent = np.clip(res.latents[0], 0, 1)
+    return FitResult(
+        latent=latent,
+        kernel=res.kernels[0],
+        history=history,
+        iterations_run=len(history),
+        cancelled=res.cancelled,
+    )
+
+
+#: Largest kernel side that ``kernel_size="auto"`` considers, in pixels.
+AUTO_MAX_SIZE = 75
+
+
+def is_auto(kernel_size) -> bool:
+    """Whether ``kernel_size`` asks for the size to be found (``"auto"``)."""
+    return isinstance(kernel_size, str) and kernel_size.strip().lower() == "auto"
+
+
+def auto_kernel_size(
+    y: np.ndarray, cfg: MapConfig, *, device: torch.device, should_stop=None
+) -> dict:
+    """Choose an odd square kernel size for ``y`` (H, W) in [0, 1] from a MAP estimate.
+
+    The estimator runs with a generous kernel (a quarter of the smaller image side, odd, at most
+    :data:`AUTO_MAX_SIZE`); the chosen size is the estimated support's larger extent plus a
+    4-pixel margin, made odd, at least 5 and at most the probe size. Returns ``{"probe": S,
+    "support": [height, width], "chosen": n}``.
+    """
+    h, w = y.shape
+    probe = min(AUTO_MAX_SIZE, _odd_up(min(h, w) / 4 - 1))
+    probe = max(probe, 5)
+    res = estimate_map(y[None], (probe, probe), cfg, device=device, should_stop=should_stop)
+    k = res.kernels[0]
+    rows = np.nonzero(k.max(axis=1) >= 0.05 * k.max())[0]
+    cols = np.nonzero(k.max(axis=0) >= 0.05 * k.max())[0]
+    support = [int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)] if rows.size else [1, 1]
+    chosen = min(probe, max(5, _odd_up(max(support) + 4)))
+    return {"probe": probe, "support": support, "chosen": chosen}

@@ -1,0 +1,142 @@
+"""The MAP kernel estimator, the quick and standard presets, and kernel_size="auto"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_selfdeblur import deblur
+from napari_selfdeblur.config import MapConfig, get_preset
+from napari_selfdeblur.engine.map_kernel import auto_kernel_size, estimate_map, pyramid
+from napari_selfdeblur.engine.physics import convolve_same
+from napari_selfdeblur.errors import InvalidInputError
+from napari_selfdeblur.evaluation.metrics import kernel_similarity
+from napari_selfdeblur.evaluation.sample import sharp_scene
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def hook_problem(asymmetric_kernel):
+    sharp = sharp_scene((96, 96), seed=2)
+    rng = np.random.default_rng(0)
+    blurry = convolve_same(sharp, asymmetric_kernel) + 0.002 * rng.standard_normal(sharp.shape)
+    return np.clip(blurry, 0, 1).astype(np.float32), asymmetric_kernel
+
+
+def test_pyramid_levels_are_odd_and_end_at_the_size():
+    levels = pyramid((27, 19))
+    assert levels[-1] == (1.0, (27, 19))
+    assert all(k % 2 == 1 for _, shape in levels for k in shape)
+    scales = [s for s, _ in levels]
+    assert scales == sorted(scales) and min(levels[0][1]) >= 5
+
+
+def test_quick_recovers_an_asymmetric_kernel(hook_problem):
+    blurry, truth = hook_problem
+    r = deblur(blurry, 9, preset="quick", device="cpu")
+    sim = kernel_similarity(r.kernel, truth)
+    flipped = kernel_similarity(r.kernel[::-1, ::-1], truth)
+    print(f"kernel similarity {sim:.3f} (flipped {flipped:.3f}), {r.runtime_s:.1f} s")
+    assert sim >= 0.9 and sim > flipped
+    assert r.metadata()["preset"] == "quick"
+    assert r.latent.shape == blurry.shape and r.latent.dtype == blurry.dtype
+
+
+def test_map_estimate_is_deterministic_and_cancellable(hook_problem):
+    blurry, _ = hook_problem
+    a = estimate_map(blurry[None], (9, 9), MapConfig(rounds=2), device=CPU)
+    b = estimate_map(blurry[None], (9, 9), MapConfig(rounds=2), device=CPU)
+    np.testing.assert_array_equal(a.kernels, b.kernels)
+    seen = []
+    c = estimate_map(
+        blurry[None],
+        (9, 9),
+        MapConfig(rounds=2),
+        device=CPU,
+        callback=seen.append,
+        should_stop=lambda: len(seen) >= 3,
+    )
+    assert c.cancelled and len(seen) == 3 and c.kernels.shape == (1, 9, 9)
+    assert [p.step for p in seen] == [1, 2, 3] and all(np.isfinite(p.loss) for p in seen)
+
+
+def test_auto_size_covers_the_true_support(hook_problem):
+    blurry, truth = hook_problem
+    auto = auto_kernel_size(blurry, MapConfig(), device=CPU)
+    rows, cols = np.nonzero(truth > 0)
+    true_support = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    print(auto)
+    assert auto["chosen"] % 2 == 1 and auto["chosen"] >= true_support
+
+
+def test_auto_size_through_deblur_is_reported(hook_problem):
+    blurry, _ = hook_problem
+    r = deblur(blurry, "auto", preset="quick", device="cpu")
+    auto = r.metadata()["kernel_size_auto"]
+    assert list(r.kernel.shape) == [auto["chosen"]] * 2
+
+
+def test_init_map_starts_gk_at_the_map_kernel(hook_problem, tiny_config):
+    from napari_selfdeblur.engine.map_kernel import fit_map
+    from napari_selfdeblur.engine.solver import fit
+
+    blurry, _ = hook_problem
+    cfg = tiny_config.replace(init="map", init_iterations=300)
+    start = fit_map(blurry, (9, 9), cfg.map, device=CPU)
+    first = fit(blurry, (9, 9), cfg, device=CPU, stop_at=0, start=start)
+    sim = kernel_similarity(first.kernel, start.kernel)
+    print(f"Gk after the warm start vs MAP kernel: {sim:.4f}")
+    assert first.iterations_run == 0 and sim >= 0.99
+
+
+def test_standard_records_the_safeguard_and_is_deterministic(scene, tiny_config):
+    cfg = tiny_config.replace(init="map", init_iterations=5, final="sparse", safeguard=True)
+    a = deblur(scene, 5, preset=cfg, seed=3, device="cpu")
+    b = deblur(scene, 5, preset=cfg, seed=3, device="cpu")
+    np.testing.assert_array_equal(a.latent, b.latent)
+    np.testing.assert_array_equal(a.kernel, b.kernel)
+    guard = a.metadata()["safeguard"]
+    assert guard["kept"] in ("map", "selfdeblur")
+    assert {"residual", "sparsity"} <= set(guard["map"]) and {"residual"} <= set(
+        guard["selfdeblur"]
+    )
+
+
+@pytest.mark.parametrize("preset", ["quick", "standard"])
+def test_progress_and_cancel_for_the_new_presets(scene, preset):
+    cfg = get_preset(preset)
+    if preset == "standard":
+        cfg = cfg.with_iterations(20).replace(image_net=get_preset("demo").image_net)
+    seen = []
+    r = deblur(
+        scene,
+        5,
+        preset=cfg,
+        device="cpu",
+        callback=seen.append,
+        callback_every=1,
+        should_stop=lambda: len(seen) >= 2,
+    )
+    assert r.cancelled and len(seen) == 2
+    assert r.latent.shape == scene.shape and r.kernel.shape == (5, 5)
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "match"),
+    [("９", "kernel size"), (4, "odd"), ("99", "larger than the image"), ("auto7", "kernel size")],
+)
+def test_quick_gives_the_same_clear_errors(scene, kernel_size, match):
+    with pytest.raises(InvalidInputError, match=match):
+        deblur(scene, kernel_size, preset="quick", device="cpu")
+
+
+def test_estimated_kernels_get_a_stronger_default_strength(scene, asymmetric_kernel):
+    from napari_selfdeblur import refine
+    from napari_selfdeblur.nonblind.base import ESTIMATED_KERNEL_FACTOR
+
+    exact = refine(scene, asymmetric_kernel, "sparse")
+    estimated = refine(scene, asymmetric_kernel, "sparse", kernel_estimated=True)
+    assert estimated.strengths[0] == pytest.approx(exact.strengths[0] * ESTIMATED_KERNEL_FACTOR)
+    assert estimated.metadata()["kernel_estimated"] is True
