@@ -90,7 +90,9 @@ def main() -> None:
         help="a preset, optionally with fields changed: demo:init=noblur",
     )
     p.add_argument("--subset", default="levin-8", choices=sorted(SUBSETS))
-    p.add_argument("--kernel-size", default="reference", help="'reference' or an odd integer")
+    p.add_argument(
+        "--kernel-size", default="reference", help="'reference', 'auto' or an odd integer"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--device", default="auto")
@@ -128,7 +130,13 @@ def main() -> None:
         with args.out.open() as f:
             for row in csv.DictReader(f):
                 done.add(
-                    (row["name"], row["preset"], row["iterations"], row["seed"], row["kernel_size"])
+                    (
+                        row["name"],
+                        row["preset"],
+                        row["iterations"],
+                        row["seed"],
+                        row["kernel_size"].split(":")[0],
+                    )
                 )
     else:
         header = FIELDS
@@ -142,6 +150,8 @@ def main() -> None:
             ks = (
                 case.reference_kernel_size
                 if args.kernel_size == "reference"
+                else args.kernel_size
+                if args.kernel_size == "auto"
                 else int(args.kernel_size)
             )
             known = levin_score(known_kernel_baseline(case), case.sharp)
@@ -176,7 +186,10 @@ def main() -> None:
                     preset=args.preset,
                     iterations=result_iters,
                     seed=seed,
-                    kernel_size=ks,
+                    # "auto": the size chosen, after the reference size it replaces
+                    kernel_size=ks
+                    if ks != "auto"
+                    else f"auto:{r.kernel.shape[0]}/{case.reference_kernel_size}",
                     psnr=round(score.psnr, 3),
                     ssim=round(score.ssim, 4),
                     error_ratio=round(error_ratio(score, known), 3),

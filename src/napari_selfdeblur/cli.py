@@ -37,7 +37,7 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--init",
-        choices=["random", "noblur"],
+        choices=["random", "noblur", "map"],
         default=None,
         help="initialisation (default: the preset's); noblur starts from the input "
         "and a small centred kernel",
@@ -108,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_method_options(r)
 
+    _add_analyze(sub)
+
+    m = sub.add_parser("demo", help="deblur the built-in sample and report PSNR against the truth")
+    m.add_argument("-o", "--out", type=Path, default=Path("selfdeblur-demo"), help="output folder")
+    m.add_argument("--size", type=int, default=128, help="sample side in pixels (default 128)")
+    _add_run_options(m, DEFAULT_PRESET)
+    return parser
+
+
+def _add_analyze(sub) -> None:
+    """The ``analyze`` subcommand: spectra, landscapes and seed studies."""
     a = sub.add_parser("analyze", help="spectra, loss landscape or seed study (plots and CSV)")
     a.add_argument(
         "study",
@@ -137,12 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--fit-steps", type=int, default=200, help="landscape: Bezier fitting steps")
     a.add_argument("-o", "--out", type=Path, default=Path("analysis"), help="output folder")
     _add_run_options(a, "demo")
-
-    m = sub.add_parser("demo", help="deblur the built-in sample and report PSNR against the truth")
-    m.add_argument("-o", "--out", type=Path, default=Path("selfdeblur-demo"), help="output folder")
-    m.add_argument("--size", type=int, default=128, help="sample side in pixels (default 128)")
-    _add_run_options(m, "demo")
-    return parser
 
 
 def _methods():

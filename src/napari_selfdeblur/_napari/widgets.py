@@ -238,8 +238,14 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.init = ComboBox(
             label="initialisation",
-            value="random",
-            choices=[("random (paper)", "random"), ("no-blur: start from the input", "noblur")],
+            value="preset",
+            choices=[
+                ("the preset's", "preset"),
+                ("MAP estimate", "map"),
+                ("random (paper)", "random"),
+                ("no-blur: start from the input", "noblur"),
+            ],
+            tooltip="how SelfDeblur's networks start; the preset's choice unless changed here",
         )
         self.restarts = SpinBox(
             label="restarts (seeds to probe)",
@@ -320,7 +326,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         from ..engine.checks import resolve_config
 
         cfg = resolve_config(self.preset.value, self.iterations.value or None)
-        return cfg.replace(init=self.init.value)
+        return cfg if self.init.value == "preset" else cfg.replace(init=self.init.value)
 
     def _roi(self, layer) -> tuple[int, int, int, int] | None:
         shapes = self.roi.value

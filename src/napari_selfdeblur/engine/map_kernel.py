@@ -345,7 +345,7 @@ def fit_map(
     ``"map i/L"`` (level i of L) and the data residual as the loss; ``offset`` and ``total``
     place the MAP steps within a longer run.
     """
-    from .solver import FitResult, Progress
+    from .results import FitResult, Progress
 
     steps = len(pyramid(kernel_shape, cfg.ratio)) * cfg.rounds
     history: list[tuple[int, float]] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,39 +40,7 @@ from .physics import (
     select_blur,
     shift_kernel,
 )
-
-
-@dataclass
-class Progress:
-    """What a callback receives. ``latent`` (H, W) and ``kernel`` (kh, kw) only on preview steps."""
-
-    iteration: int  # iterations completed over all levels, 1-based
-    total: int  # iterations over all levels (coarse ones first)
-    loss: float
-    latent: np.ndarray | None = None
-    kernel: np.ndarray | None = None
-    stage: str = ""  # "" at full resolution, "coarse i/L" on a coarse level (no previews there)
-    planes: tuple[int, ...] = ()  # set by api.deblur_stack: the planes this progress is about
-
-
-@dataclass
-class FitResult:
-    """Raw outcome of :func:`fit`: latent (H, W) in [0, 1], PSF (kh, kw) with unit sum."""
-
-    latent: np.ndarray
-    kernel: np.ndarray
-    history: list[tuple[int, float]] = field(default_factory=list)
-    iterations_run: int = 0
-    cancelled: bool = False
-    resumed_from: int = 0  # iteration a checkpoint was resumed at (0: a fresh run)
-    resumed_runtime_s: float = 0.0  # seconds the earlier, checkpointed part of the run took
-    state: dict | None = None  # {"gx": ..., "gk": ...} parameters on the CPU, with keep_state
-
-    @property
-    def final_loss(self) -> float:
-        """The last recorded loss (NaN before the first)."""
-        return self.history[-1][1] if self.history else float("nan")
-
+from .results import FitResult, Progress
 
 # -- the problem -----------------------------------------------------------------------------
 
@@ -378,18 +346,10 @@ def fit(
     ``fixed_kernel`` (a PSF of ``kernel_shape``) turns the run non-blind: Gk is not used and Gx
     alone is fitted to explain ``y`` through that kernel (the reference's non-blind variant).
     """
+    run = dict(y=y, kernel_shape=kernel_shape, cfg=config, seed=seed, noise_sigma=noise_sigma)
     ckpt = None
     if checkpoint is not None:
-        ckpt = Checkpoint(
-            checkpoint,
-            every=checkpoint_every,
-            y=y,
-            kernel_shape=kernel_shape,
-            cfg=config,
-            seed=seed,
-            noise_sigma=noise_sigma,
-            fixed_kernel=fixed_kernel,
-        )
+        ckpt = Checkpoint(checkpoint, every=checkpoint_every, fixed_kernel=fixed_kernel, **run)
     report = dict(callback=callback, every=max(1, callback_every), should_stop=should_stop)
     try:
         with deterministic_cudnn():
@@ -400,9 +360,9 @@ def fit(
             warm = None
             if state is None and fixed_kernel is None and config.init == "map":
                 start = start or map_start(y, kernel_shape, config, device=device, **report)
+                warm = (start.latent, start.kernel)
                 if start.cancelled:
                     return start
-                warm = (start.latent, start.kernel)
             if levels and state is None:  # a checkpoint is past the coarse levels
                 warm, coarse = coarse_to_fine(
                     y,
@@ -606,13 +566,17 @@ def coarse_to_fine(
     every: int,
     should_stop: Callable[[], bool] | None,
     total: int,
+    warm: tuple[np.ndarray, np.ndarray] | None = None,
 ):
-    """Solve the coarse levels in turn; the last one's (latent, kernel), and its FitResult."""
+    """Solve the coarse levels in turn; the last one's (latent, kernel), and its FitResult.
+
+    ``warm``: a (latent, kernel) pair at full size for the coarsest level to start from.
+    """
     # A level's own schedule is scaled to its length; its warm-start steps stay the run's.
     level_cfg = cfg.replace(coarse_levels=0).with_iterations(
         cfg.coarse_iterations, warm_steps=False
     )
-    warm, offset, result = None, 0, None
+    offset, result = 0, None
     for i, (shape, ker) in enumerate(levels):
         ys = resample(y, shape)
         if warm is not None:
