@@ -184,3 +184,61 @@ def test_init_option(png, tmp_path):
     out = tmp_path / "n"
     assert main(["deblur", str(png), "-k", "5", "--out", str(out), "--init", "noblur", *FAST]) == 0
     assert json.loads((out / "photo.json").read_text())["config"]["init"] == "noblur"
+
+
+def test_quick_auto_records_the_preset_and_the_chosen_size(png, tmp_path):
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "deblur",
+                str(png),
+                "-k",
+                "auto",
+                "--preset",
+                "quick",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    meta = json.loads((out / "photo.json").read_text())
+    assert meta["preset"] == "quick" and meta["config"]["engine"] == "map"
+    chosen = meta["kernel_size_auto"]["chosen"]
+    assert tifffile.imread(out / "photo_kernel.tif").shape == (chosen, chosen)
+    assert {"torch", "threads", "version"} <= set(meta)
+
+
+def test_refine_uses_the_estimated_kernel_strength_when_the_sidecar_says_so(png, tmp_path):
+    out = tmp_path / "out"
+    assert main(["deblur", str(png), "-k", "5", "--out", str(out), *FAST]) == 0
+    kernel = out / "photo_kernel.tif"
+    refined = tmp_path / "refined"
+    args = ["refine", str(png), "--kernel", str(kernel), "--method", "wiener", "--quiet"]
+    assert main([*args, "--out", str(refined)]) == 0
+    blind = json.loads((refined / "photo_refined.json").read_text())
+    plain = tmp_path / "plain_kernel.tif"  # the same kernel with no blind sidecar beside it
+    plain.write_bytes(kernel.read_bytes())
+    assert (
+        main(
+            [
+                "refine",
+                str(png),
+                "--kernel",
+                str(plain),
+                "--method",
+                "wiener",
+                "--quiet",
+                "--out",
+                str(tmp_path / "plain"),
+            ]
+        )
+        == 0
+    )
+    exact = json.loads((tmp_path / "plain" / "photo_refined.json").read_text())
+    assert blind.get("kernel_estimated") is True and "kernel_estimated" not in exact
+    assert blind["strengths"][0] > exact["strengths"][0]

@@ -140,6 +140,15 @@ def test_refine_widget_with_the_true_kernel_raises_psnr(viewer, qtbot):
     print(f"refinement gain {gain:.2f} dB")
     assert gain > 2.0
     assert viewer.layers["sample blurry refined"].metadata["method"] == "hyper-laplacian"
+    assert "kernel_estimated" not in viewer.layers["sample blurry refined"].metadata  # the truth
+
+    # A kernel layer that a blind run made (its metadata names the preset) is an estimate.
+    truth = viewer.layers["sample kernel (truth)"]
+    blind = viewer.add_image(truth.data, name="blind kernel", metadata={"preset": "quick"})
+    widget.kernel_layer.value = blind
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert viewer.layers["sample blurry refined"].metadata["kernel_estimated"] is True
 
 
 def test_parametric_kernel_and_method_parameters(viewer, qtbot):

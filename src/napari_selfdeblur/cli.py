@@ -319,6 +319,7 @@ def _cmd_refine(args) -> int:
     kernel = read_image(args.kernel)
     if kernel.ndim == 3 and kernel.shape[-1] in (3, 4):  # an RGB(A) picture of a kernel
         kernel = kernel[..., :3].astype(np.float64).mean(-1)
+    estimated = _kernel_is_estimated(args.kernel)
     failures = 0
     for path in args.inputs:
         out = args.out / f"{path.stem}_refined.tif"
@@ -337,7 +338,13 @@ def _cmd_refine(args) -> int:
         try:
             data = read_image(path)
             result = refine(
-                data, kernel, args.method, device=args.device, callback=progress, **params
+                data,
+                kernel,
+                args.method,
+                device=args.device,
+                callback=progress,
+                kernel_estimated=estimated,
+                **params,
             )
         except SelfDeblurError as exc:
             print(f"selfdeblur: error: {path}: {exc}", file=sys.stderr)
@@ -349,6 +356,27 @@ def _cmd_refine(args) -> int:
         write_json(sidecar, {**result.metadata(), "input": str(path), "kernel": str(args.kernel)})
         print(f"{path}: wrote {out} ({result.method}, {result.runtime_s:.2f} s)")
     return 1 if failures else 0
+
+
+def _kernel_is_estimated(kernel_path: Path) -> bool:
+    """Whether ``<name>_kernel.tif`` has the sidecar ``<name>.json`` of a blind run beside it.
+
+    A sidecar that cannot be read, or that does not describe a blind run, counts as no sidecar.
+    """
+    import json
+
+    if not kernel_path.stem.endswith("_kernel"):
+        return False
+    sidecar = kernel_path.with_name(kernel_path.stem.removesuffix("_kernel") + ".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("package") == "napari-selfdeblur"
+        and ("preset" in meta or "config" in meta)
+    )
 
 
 def _cmd_analyze(args) -> int:

@@ -400,9 +400,13 @@ def refine_task(
     params: dict[str, Any] | None = None,
     *,
     device: str = "cpu",
+    kernel_estimated: bool = False,
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
-    """Non-blind deconvolution of a layer's data; returns ``[refined layer]``."""
+    """Non-blind deconvolution of a layer's data; returns ``[refined layer]``.
+
+    ``kernel_estimated``: the kernel came from a blind run (a stronger default strength).
+    """
     from ..nonblind.api import refine
 
     planes, lead = _planes(data, geometry.rgb)
@@ -421,6 +425,7 @@ def refine_task(
             device=device,
             callback=on_progress,
             should_stop=should_stop,
+            kernel_estimated=kernel_estimated,
             **(params or {}),
         )
         meta = {

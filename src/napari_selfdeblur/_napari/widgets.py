@@ -545,7 +545,17 @@ class RefineWidget(Container, _RunnerMixin):
             raise SelfDeblurError(f"the kernel layer {layer.name!r} is RGB; a kernel is grey 2-D")
         return k
 
+    def _kernel_estimated(self) -> bool:
+        """Whether the kernel is a layer that a blind run made (its metadata names a preset)."""
+        layer = self.kernel_layer.value
+        return (
+            self.kernel_source.value == "layer"
+            and layer is not None
+            and ("preset" in getattr(layer, "metadata", {}))
+        )
+
     def params(self) -> dict[str, Any]:
+        """The chosen method's parameters from the controls (strength only when not auto)."""
         spec = METHODS[self.method.value]
         values = {w.name: w.value for w in self.method_params[spec.name]}
         if any(p.name == "strength" for p in spec.params) and not self.auto_strength.value:
@@ -564,6 +574,7 @@ class RefineWidget(Container, _RunnerMixin):
                 self.kernel(),
                 self.method.value,
                 self.params(),
+                kernel_estimated=self._kernel_estimated(),
                 cancel=self._cancel,
             )
         except (SelfDeblurError, ValueError) as exc:
