@@ -140,3 +140,8 @@ def test_estimated_kernels_get_a_stronger_default_strength(scene, asymmetric_ker
     estimated = refine(scene, asymmetric_kernel, "sparse", kernel_estimated=True)
     assert estimated.strengths[0] == pytest.approx(exact.strengths[0] * ESTIMATED_KERNEL_FACTOR)
     assert estimated.metadata()["kernel_estimated"] is True
+
+
+def test_restarts_are_refused_for_the_map_engine(scene):
+    with pytest.raises(InvalidInputError, match="restarts"):
+        deblur(scene, 5, preset="quick", restarts=3, device="cpu")

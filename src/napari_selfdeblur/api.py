@@ -131,6 +131,8 @@ def deblur(
 
     arr = check_image(image)
     cfg = resolve_config(preset, iterations)
+    if cfg.engine == "map" and int(restarts) > 1:
+        raise InvalidInputError("restarts need SelfDeblur's random starts; this preset has none")
     dev = resolve_device(device)
     prep = _prepare(arr)
     kernel_size, auto = _resolve_kernel_size(prep.grey, kernel_size, cfg, dev)
