@@ -157,3 +157,16 @@ def test_core_layers_load_no_gui(subpackage):
         "assert not gui, gui\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_docs_module_map_lists_every_module():
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    missing = [
+        name
+        for name, path in _modules().items()
+        if path.stem != "__init__" or "." in name
+        if f"`{name.replace('.', '/')}" not in doc
+        and f"`{path.stem}`" not in doc
+        and f", `{path.stem}`" not in doc
+    ]
+    assert not missing, f"docs/architecture.md does not describe {missing}"
