@@ -258,3 +258,19 @@ def test_failure_warnings_become_notifications(viewer, qtbot, monkeypatch):
     widget.run()
     wait_idle(qtbot, widget)
     assert any("no-blur solution" in w for w in warnings_seen)
+
+
+def test_blind_widget_auto_kernel_size(viewer, qtbot):
+    viewer.open_sample("napari-selfdeblur", "blurred")
+    widget = BlindDeblurWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = viewer.layers["sample blurry"]
+    widget.preset.value = "quick"
+    widget.auto_size.value = True
+    widget.run()
+    wait_idle(qtbot, widget)
+    meta = viewer.layers["sample blurry latent"].metadata
+    chosen = meta["kernel_size_auto"]["chosen"]
+    assert viewer.layers["sample blurry kernel"].data.shape == (chosen, chosen)
+    assert f"kernel size {chosen} (auto)" in widget.status.value
+    assert meta["preset"] == "quick"

@@ -130,3 +130,16 @@ def test_blind_task_passes_restarts(tiny_config):
         blind_task(image, LayerGeometry.plain("x", 2), 5, preset=cfg, restarts=2)
     )
     assert latent[1]["metadata"]["restarts"]["seeds"] == [0, 1]
+
+
+def test_blind_task_with_auto_kernel_size_reports_the_choice():
+    sharp = sharp_scene((72, 72), seed=4)
+    blurry = convolve_same(sharp, motion_psf(7, 30)).astype(np.float32)
+    seen = []
+    latent, kernel = run_to_end(
+        blind_task(blurry, LayerGeometry.plain("img", 2), "auto", preset="quick"), seen.append
+    )
+    auto = latent[1]["metadata"]["kernel_size_auto"]
+    assert kernel[0].shape == (auto["chosen"], auto["chosen"]) and auto["chosen"] % 2 == 1
+    assert auto["chosen"] >= 7 and latent[1]["metadata"]["preset"] == "quick"
+    assert seen[0].stage == "kernel size"

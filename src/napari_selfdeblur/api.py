@@ -315,6 +315,13 @@ def _prepare(arr: np.ndarray) -> _Prepared:
     return _Prepared(intensity, unit, grey, ycc, estimate_noise_sigma(grey))
 
 
+def engine_input(image: np.ndarray) -> np.ndarray:
+    """The grey image in [0, 1] (float32) that the blind engines fit for ``image``: the image
+    itself mapped to [0, 1], or a colour image's luminance.
+    """
+    return _prepare(check_image(image)).grey
+
+
 def _finish(prep: _Prepared, raw, cfg, seed, dev, runtime, extra) -> DeblurResult:
     """The :class:`DeblurResult` of a fit: colour recombined, input range, failure checks."""
     if prep.ycc is not None:

@@ -201,6 +201,7 @@ def blind_task(
     shape, dtype, value range, scale and translate; its metadata describes the run.
     """
     from ..engine.checks import check_kernel_size, resolve_config
+    from ..engine.map_kernel import is_auto
 
     if stack_mode not in STACK_MODES:
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
@@ -212,7 +213,8 @@ def blind_task(
         roi = clip_box(roi, (h, w))
     # The kernel is estimated on the region of interest, or on the whole plane without one.
     region = (roi[1] - roi[0], roi[3] - roi[2]) if roi is not None else (h, w)
-    kshape = check_kernel_size(region, kernel_size, cfg)
+    # "auto": the size is found when the work starts (it runs the MAP estimator).
+    kshape = None if is_auto(kernel_size) else check_kernel_size(region, kernel_size, cfg)
     if not 0 <= current_plane < n:
         raise InvalidInputError(f"current plane {current_plane} is outside 0..{n - 1}")
     job = _BlindJob(
@@ -243,7 +245,7 @@ class _BlindJob:
     lead: tuple[int, ...]
     shape: tuple[int, ...]  # the layer data's shape
     geometry: LayerGeometry
-    kshape: tuple[int, int]
+    kshape: tuple[int, int] | None  # None: "auto", chosen by the MAP estimator in work()
     cfg: Any
     preset_name: str
     seed: int
@@ -263,6 +265,7 @@ class _BlindJob:
     def work(self, emit, should_stop) -> list[LayerTuple]:
         """Estimate, then refine what needs it; the latent and kernel layers."""
         start = time.perf_counter()
+        auto = self._choose_size(emit) if self.kshape is None else None
         latent = self.planes.copy()
         kernels = np.zeros((self.planes.shape[0], *self.kshape), np.float32)
         runs, cancelled = self._estimate(emit, should_stop, latent, kernels)
@@ -272,7 +275,24 @@ class _BlindJob:
             refined_with = self.refine_method
             cancelled = self._refine(emit, should_stop, todo, latent, kernels)
         meta = self._metadata(runs, cancelled, refined_with, time.perf_counter() - start)
+        if auto is not None:
+            meta["kernel_size_auto"] = auto
         return self._layers(latent, kernels, meta)
+
+    def _choose_size(self, emit) -> dict:
+        """Find the kernel size on the current plane's region (``kernel_size="auto"``)."""
+        from ..api import engine_input
+        from ..engine.checks import check_kernel_size
+        from ..engine.device import resolve_device
+        from ..engine.map_kernel import auto_kernel_size
+
+        emit(TaskProgress(self.current_plane, self.planes.shape[0], 0, 1, None, "kernel size"))
+        plane, roi = self.planes[self.current_plane], self.roi
+        crop = plane if roi is None else plane[roi[0] : roi[1], roi[2] : roi[3]]
+        grey = engine_input(crop)
+        auto = auto_kernel_size(grey, self.cfg.map, device=resolve_device(self.device))
+        self.kshape = check_kernel_size(grey.shape, auto["chosen"], self.cfg)
+        return auto
 
     def _estimate(self, emit, should_stop, latent, kernels):
         """Blind runs on the blind planes (on the ROI if any); (run metadata, cancelled)."""

@@ -228,6 +228,12 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         viewer = napari_viewer
         self.kernel_height = SpinBox(label="kernel height", value=31, min=3, max=255, step=2)
         self.kernel_width = SpinBox(label="kernel width", value=31, min=3, max=255, step=2)
+        self.auto_size = CheckBox(
+            text="find the kernel size (auto)",
+            value=False,
+            tooltip="run the MAP estimator with a generous size first and choose the size from "
+            "the blur it finds; the choice is shown in the status line and the layer metadata",
+        )
         self.preset = ComboBox(
             label="preset",
             choices=[(p.label, name) for name, p in PRESETS.items()],
@@ -276,6 +282,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 self.image,
                 self.kernel_height,
                 self.kernel_width,
+                self.auto_size,
                 self.preset,
                 self.iterations,
                 self.seed,
@@ -359,7 +366,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             task = blind_task(
                 data,
                 _geometry(layer),
-                (self.kernel_height.value, self.kernel_width.value),
+                "auto"
+                if self.auto_size.value
+                else (self.kernel_height.value, self.kernel_width.value),
                 preset=self._config(),
                 iterations=None,
                 preset_name=self.preset.value,
@@ -431,6 +440,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             _notify_info(f"SelfDeblur {msg}")
         else:
             msg = f"done in {meta['runtime_s']:.1f} s"
+        if "kernel_size_auto" in meta:
+            msg += f"; kernel size {meta['kernel_size_auto']['chosen']} (auto)"
         self.status.value = msg
         self.progress.value = self.progress.max
         self.plane_progress.value = self.plane_progress.max
