@@ -242,17 +242,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         )
         self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.init = ComboBox(
-            label="initialisation",
-            value="preset",
-            choices=[
-                ("the preset's", "preset"),
-                ("MAP estimate", "map"),
-                ("random (paper)", "random"),
-                ("no-blur: start from the input", "noblur"),
-            ],
-            tooltip="how SelfDeblur's networks start; the preset's choice unless changed here",
-        )
+        self._add_start_controls()
         self.restarts = SpinBox(
             label="restarts (seeds to probe)",
             value=1,
@@ -305,6 +295,20 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             event.connect(self._refresh_choices)
         self._refresh_choices()
         self._preview_latent: np.ndarray | None = None  # full-size array the previews fill
+
+    def _add_start_controls(self) -> None:
+        """The controls of how a run starts: the initialisation choice."""
+        self.init = ComboBox(
+            label="initialisation",
+            value="preset",
+            choices=[
+                ("the preset's", "preset"),
+                ("MAP estimate", "map"),
+                ("random (paper)", "random"),
+                ("no-blur: start from the input", "noblur"),
+            ],
+            tooltip="how SelfDeblur's networks start; the preset's choice unless changed here",
+        )
 
     def _shapes_layers(self) -> list:
         from napari.layers import Shapes
