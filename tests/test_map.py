@@ -145,3 +145,11 @@ def test_estimated_kernels_get_a_stronger_default_strength(scene, asymmetric_ker
 def test_restarts_are_refused_for_the_map_engine(scene):
     with pytest.raises(InvalidInputError, match="restarts"):
         deblur(scene, 5, preset="quick", restarts=3, device="cpu")
+
+
+def test_quick_works_on_images_too_small_for_a_unet():
+    tiny = sharp_scene((24, 24), seed=1).astype(np.float32)
+    with pytest.raises(InvalidInputError, match="too small"):
+        deblur(tiny, 5, preset="paper", iterations=2, device="cpu")
+    r = deblur(tiny, 5, preset="quick", device="cpu")
+    assert r.latent.shape == tiny.shape and r.kernel.shape == (5, 5)
