@@ -336,25 +336,21 @@ def fit_map(
     device: torch.device,
     callback=None,
     should_stop: Callable[[], bool] | None = None,
-    offset: int = 0,
-    total: int | None = None,
 ):
     """The MAP estimate of one grey image ``y`` (H, W) in [0, 1] as a solver ``FitResult``.
 
-    ``callback`` receives :class:`~napari_selfdeblur.engine.solver.Progress` with stage
-    ``"map i/L"`` (level i of L) and the data residual as the loss; ``offset`` and ``total``
-    place the MAP steps within a longer run.
+    ``callback`` receives :class:`~napari_selfdeblur.engine.results.Progress` with stage
+    ``"map i/L"`` (level i of L) and the data residual as the loss.
     """
     from .results import FitResult, Progress
 
-    steps = len(pyramid(kernel_shape, cfg.ratio)) * cfg.rounds
     history: list[tuple[int, float]] = []
 
     def report(p: MapProgress) -> None:
         history.append((p.step, p.loss))
         if callback is not None:
             stage = f"map {p.level}/{p.levels}"
-            callback(Progress(offset + p.step, total or steps, p.loss, stage=stage))
+            callback(Progress(p.step, p.total, p.loss, stage=stage))
 
     res = estimate_map(
         y[None], kernel_shape, cfg, device=device, callback=report, should_stop=should_stop

@@ -29,6 +29,7 @@ from ..config import INIT_KERNEL_LR, DeblurConfig
 from ..errors import OutOfMemoryError
 from .checkpoint import Checkpoint
 from .device import deterministic_cudnn, is_out_of_memory
+from .map_kernel import fit_map
 from .networks import ImageGenerator, KernelGenerator, min_image_size
 from .objective import Objective
 from .physics import (
@@ -350,7 +351,8 @@ def fit(
     ckpt = None
     if checkpoint is not None:
         ckpt = Checkpoint(checkpoint, every=checkpoint_every, fixed_kernel=fixed_kernel, **run)
-    report = dict(callback=callback, every=max(1, callback_every), should_stop=should_stop)
+    watch = dict(callback=callback, should_stop=should_stop)
+    report = dict(every=max(1, callback_every), **watch)
     try:
         with deterministic_cudnn():
             state = ckpt.load() if ckpt is not None else None
@@ -359,7 +361,7 @@ def fit(
             total = offset + config.iterations
             warm = None
             if state is None and fixed_kernel is None and config.init == "map":
-                start = start or map_start(y, kernel_shape, config, device=device, **report)
+                start = start or fit_map(y, kernel_shape, config.map, device=device, **watch)
                 warm = (start.latent, start.kernel)
                 if start.cancelled:
                     return start
@@ -413,24 +415,6 @@ def _out_of_memory(device: torch.device, image_shape, kernel_shape) -> OutOfMemo
         "kernel. Estimate the kernel on a crop (a region of interest) and refine the whole "
         "image non-blind, or use a lighter preset"
         + (", or run on the CPU." if device.type != "cpu" else ".")
-    )
-
-
-def map_start(
-    y: np.ndarray,
-    kernel_shape: tuple[int, int],
-    cfg: DeblurConfig,
-    *,
-    device: torch.device,
-    callback: Callable[[Progress], None] | None,
-    every: int,
-    should_stop: Callable[[], bool] | None,
-) -> FitResult:
-    """The MAP estimate that ``init="map"`` starts both generators from (progress as "map")."""
-    from .map_kernel import fit_map
-
-    return fit_map(
-        y, kernel_shape, cfg.map, device=device, callback=callback, should_stop=should_stop
     )
 
 
