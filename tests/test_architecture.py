@@ -17,6 +17,7 @@ LAYERS = {
     "config": 0,
     "provenance": 0,
     "fileio": 0,
+    "plan": 0,
     "imaging": 1,
     "engine": 2,
     "nonblind": 3,

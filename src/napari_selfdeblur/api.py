@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_PRESET, DeblurConfig
-from .engine.checks import check_kernel_size, resolve_config
+from .engine.checks import check_kernel_size, check_seed, resolve_config
 from .engine.diagnostics import Diagnosis, diagnose
+from .engine.resources import check_memory
 from .engine.restarts import with_restarts
 from .engine.solver import Progress
 from .errors import InvalidInputError
@@ -131,12 +132,14 @@ def deblur(
 
     arr = check_image(image)
     cfg = resolve_config(preset, iterations)
+    seed = check_seed(seed, restarts if isinstance(restarts, int) else 1)
     if cfg.engine == "map" and int(restarts) > 1:
         raise InvalidInputError("restarts need SelfDeblur's random starts; this preset has none")
     dev = resolve_device(device)
     prep = _prepare(arr)
     kernel_size, auto = _resolve_kernel_size(prep.grey, kernel_size, cfg, dev)
     kshape = check_kernel_size(arr.shape[:2], kernel_size, cfg)
+    check_memory(arr.shape[:2], kshape, cfg, dev)
 
     restarts = int(restarts)
     if restarts < 1:
@@ -383,12 +386,9 @@ def deblur_stack(
     from .engine.batched import can_batch, fit_planes
     from .engine.device import resolve_device
 
-    arrs = [check_image(p) for p in planes]
-    if not arrs:
-        raise InvalidInputError("the stack has no planes")
-    if len({a.shape for a in arrs}) > 1:
-        raise InvalidInputError("all planes of a stack must have the same shape")
+    arrs = _check_planes(planes)
     cfg = resolve_config(preset, iterations)
+    seed = check_seed(seed, restarts if isinstance(restarts, int) else 1)
     dev = resolve_device(device)
     if batch_size is None:
         batch_size = 8 if dev.type == "cuda" else 1
@@ -419,6 +419,7 @@ def deblur_stack(
         return out
     kernel_size, _ = _resolve_kernel_size(_prepare(arrs[0]).grey, kernel_size, cfg, dev)
     kshape = check_kernel_size(arrs[0].shape[:2], kernel_size, cfg)
+    check_memory(arrs[0].shape[:2], kshape, cfg, dev, batch=min(int(batch_size), n))
     out = []
     for first in range(0, n, batch_size):
         idx = tuple(range(first, min(n, first + batch_size)))
@@ -443,6 +444,16 @@ def deblur_stack(
         if raws[0].cancelled:
             break
     return out
+
+
+def _check_planes(planes) -> list[np.ndarray]:
+    """The planes of a stack as checked arrays of one shape."""
+    arrs = [check_image(p) for p in planes]
+    if not arrs:
+        raise InvalidInputError("the stack has no planes")
+    if len({a.shape for a in arrs}) > 1:
+        raise InvalidInputError("all planes of a stack must have the same shape")
+    return arrs
 
 
 def _color_latent(

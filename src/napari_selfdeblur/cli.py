@@ -61,6 +61,24 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_file_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that read files and write results into a folder."""
+    from .fileio import MAX_PIXELS
+
+    p.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace earlier or stale outputs and files this tool did not write (never inputs)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help=f"refuse files that decode to more pixels than this (default {MAX_PIXELS})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``selfdeblur`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -77,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="odd kernel size: 31 or 31x25 (height x width), or auto (found by the MAP estimator)",
     )
-    d.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
-    d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_file_options(d)
     d.add_argument(
         "--batch",
         type=int,
@@ -102,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="PSF file (TIFF/PNG); a stack of kernels gives one per plane",
     )
     r.add_argument("-m", "--method", default=_default_method(), choices=list(_methods()))
-    r.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
-    r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_file_options(r)
     r.add_argument("--device", default="cpu", help="cpu (default), auto, cuda[:N] or mps")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_method_options(r)
@@ -185,6 +201,7 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); the exit status."""
     args = build_parser().parse_args(argv)
+    _exit_cleanly_on_sigterm()
     try:
         if args.command == "deblur":
             return _cmd_deblur(args)
@@ -199,6 +216,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("selfdeblur: interrupted; finished outputs are kept", file=sys.stderr)
         return 130
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (a scheduler's or ``kill``'s default) into SystemExit, so that pending
+    temporary files are removed on the way out (SIGKILL cannot be caught: the next run sweeps
+    what it leaves behind).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 class _Bar:
@@ -257,57 +286,87 @@ def _run(planes: list[np.ndarray], args, desc: str):
 
 
 def _cmd_deblur(args) -> int:
+    from .engine.checks import check_seed, resolve_config
     from .engine.map_kernel import is_auto
     from .engine.physics import parse_kernel_size
-    from .fileio import read_image, write_json, write_tiff
-    from .imaging.layout import split_planes
+    from .plan import make_plan
 
     if not is_auto(args.kernel_size):
         parse_kernel_size(args.kernel_size)  # fail before any work on a bad size
+    check_seed(args.seed, args.restarts)
+    cfg = resolve_config(args.preset, args.iterations)
+    request = {
+        "command": "deblur",
+        "kernel_size": str(args.kernel_size).strip().lower(),
+        "preset": args.preset,
+        "init": args.init,
+        "config": (cfg.replace(init=args.init) if args.init else cfg).to_dict(),
+        "seed": args.seed,
+        "restarts": args.restarts,
+        "restart_iterations": args.restart_iterations,
+    }
+    names = ("{stem}_latent.tif", "{stem}_kernel.tif")
+    plan = make_plan(
+        args.inputs, args.out, names, "{stem}.json", request=request, overwrite=args.overwrite
+    )
     failures = 0
-    for path in args.inputs:
-        stem = path.stem
-        outputs = [args.out / f"{stem}_latent.tif", args.out / f"{stem}_kernel.tif"]
-        sidecar = args.out / f"{stem}.json"
-        if not args.overwrite and all(p.exists() for p in [*outputs, sidecar]):
-            print(f"{path}: outputs exist, skipped (use --overwrite to redo)")
+    for task in plan:
+        if _report_skip(task):
+            failures += task.action == "stale"
             continue
         try:
-            data = read_image(path)
-            planes, lead, _ = split_planes(data)
-            start = time.perf_counter()
-            results = _run(list(planes), args, path.name)
+            _deblur_one(task, args, request)
         except SelfDeblurError as exc:
-            print(f"selfdeblur: error: {path}: {exc}", file=sys.stderr)
+            print(f"selfdeblur: error: {task.source}: {exc}", file=sys.stderr)
             failures += 1
-            continue
-        latent = np.stack([r.latent for r in results]).reshape(data.shape)
-        kernels = np.stack([r.kernel for r in results])
-        kernels = kernels.reshape(*lead, *kernels.shape[1:]) if lead else kernels[0]
-        meta = results[0].metadata()
-        meta.update(
-            input=str(path),
-            planes=len(results),
-            noise_sigma=[r.noise_sigma for r in results] if lead else meta["noise_sigma"],
-            final_loss=[r.final_loss for r in results] if lead else meta["final_loss"],
-            runtime_s=round(time.perf_counter() - start, 3),
-        )
-        write_tiff(outputs[0], latent)
-        write_tiff(outputs[1], kernels.astype(np.float32))
-        write_json(sidecar, meta)
-        for i, r in enumerate(results):
-            where = f"{path} [plane {i + 1}]" if lead else str(path)
-            for message in r.warnings:
-                print(f"selfdeblur: warning: {where}: {message}", file=sys.stderr)
-        losses = ", ".join(f"{r.final_loss:.4g}" for r in results)
-        print(f"{path}: wrote {outputs[0]}, {outputs[1]} (final loss {losses})")
     return 1 if failures else 0
 
 
+def _report_skip(task) -> bool:
+    """Print why a planned input is not run; whether it is skipped."""
+    if task.action == "run":
+        return False
+    hint = "; use --overwrite to replace them" if task.action == "stale" else ", skipped"
+    print(
+        f"{task.source}: {task.reason}{hint}", file=sys.stderr if task.action == "stale" else None
+    )
+    return True
+
+
+def _deblur_one(task, args, request) -> None:
+    """Read, deblur and write one planned input (a plane or a stack)."""
+    from .fileio import read_image
+    from .imaging.layout import split_planes
+    from .plan import sidecar_fields, write_task
+
+    data = read_image(task.source, max_pixels=args.max_pixels)
+    planes, lead, _ = split_planes(data)
+    start = time.perf_counter()
+    results = _run(list(planes), args, task.source.name)
+    latent = np.stack([r.latent for r in results]).reshape(data.shape)
+    kernels = np.stack([r.kernel for r in results])
+    kernels = kernels.reshape(*lead, *kernels.shape[1:]) if lead else kernels[0]
+    meta = results[0].metadata()
+    meta.update(
+        planes=len(results),
+        noise_sigma=[r.noise_sigma for r in results] if lead else meta["noise_sigma"],
+        final_loss=[r.final_loss for r in results] if lead else meta["final_loss"],
+        runtime_s=round(time.perf_counter() - start, 3),
+        **sidecar_fields(task, request),
+    )
+    write_task(task, [latent, kernels.astype(np.float32)], meta)
+    for i, r in enumerate(results):
+        where = f"{task.source} [plane {i + 1}]" if lead else str(task.source)
+        for message in r.warnings:
+            print(f"selfdeblur: warning: {where}: {message}", file=sys.stderr)
+    losses = ", ".join(f"{r.final_loss:.4g}" for r in results)
+    print(f"{task.source}: wrote {task.outputs[0]}, {task.outputs[1]} (final loss {losses})")
+
+
 def _cmd_refine(args) -> int:
-    from .fileio import read_image, write_json, write_tiff
+    from .fileio import read_image
     from .nonblind import get_method
-    from .nonblind.api import refine
+    from .plan import fingerprint, make_plan
 
     spec = get_method(args.method)
     params = {
@@ -316,46 +375,70 @@ def _cmd_refine(args) -> int:
         if k.startswith("param_") and v is not None
     }
     spec.resolve(params)  # reject options the method does not take before any work
-    kernel = read_image(args.kernel)
+    if not args.kernel.is_file():
+        raise SelfDeblurError(f"cannot read kernel {args.kernel}: no such file")
+    request = {
+        "command": "refine",
+        "method": args.method,
+        "params": params,
+        "kernel": {"path": str(args.kernel), **fingerprint(args.kernel)},
+    }
+    plan = make_plan(
+        args.inputs,
+        args.out,
+        ("{stem}_refined.tif",),
+        "{stem}_refined.json",
+        request=request,
+        protected=(args.kernel,),
+        overwrite=args.overwrite,
+    )
+    kernel = read_image(args.kernel, max_pixels=args.max_pixels)
     if kernel.ndim == 3 and kernel.shape[-1] in (3, 4):  # an RGB(A) picture of a kernel
         kernel = kernel[..., :3].astype(np.float64).mean(-1)
     estimated = _kernel_is_estimated(args.kernel)
     failures = 0
-    for path in args.inputs:
-        out = args.out / f"{path.stem}_refined.tif"
-        sidecar = args.out / f"{path.stem}_refined.json"
-        if not args.overwrite and out.exists() and sidecar.exists():
-            print(f"{path}: outputs exist, skipped (use --overwrite to redo)")
+    for task in plan:
+        if _report_skip(task):
+            failures += task.action == "stale"
             continue
-        from tqdm import tqdm
-
-        bar = tqdm(desc=path.name, unit="plane", disable=args.quiet, leave=False)
-
-        def progress(p, bar=bar):
-            bar.total = p.planes_total
-            bar.update(p.planes_done - bar.n)
-
         try:
-            data = read_image(path)
-            result = refine(
-                data,
-                kernel,
-                args.method,
-                device=args.device,
-                callback=progress,
-                kernel_estimated=estimated,
-                **params,
-            )
+            _refine_one(task, args, kernel, params, request, estimated=estimated)
         except SelfDeblurError as exc:
-            print(f"selfdeblur: error: {path}: {exc}", file=sys.stderr)
+            print(f"selfdeblur: error: {task.source}: {exc}", file=sys.stderr)
             failures += 1
-            continue
-        finally:
-            bar.close()
-        write_tiff(out, result.image)
-        write_json(sidecar, {**result.metadata(), "input": str(path), "kernel": str(args.kernel)})
-        print(f"{path}: wrote {out} ({result.method}, {result.runtime_s:.2f} s)")
     return 1 if failures else 0
+
+
+def _refine_one(task, args, kernel, params, request, *, estimated: bool) -> None:
+    """Read, deconvolve and write one planned input of ``selfdeblur refine``."""
+    from tqdm import tqdm
+
+    from .fileio import read_image
+    from .nonblind.api import refine
+    from .plan import sidecar_fields, write_task
+
+    bar = tqdm(desc=task.source.name, unit="plane", disable=args.quiet, leave=False)
+
+    def progress(p) -> None:
+        bar.total = p.planes_total
+        bar.update(p.planes_done - bar.n)
+
+    try:
+        data = read_image(task.source, max_pixels=args.max_pixels)
+        result = refine(
+            data,
+            kernel,
+            args.method,
+            device=args.device,
+            callback=progress,
+            kernel_estimated=estimated,
+            **params,
+        )
+    finally:
+        bar.close()
+    meta = {**result.metadata(), "kernel": str(args.kernel), **sidecar_fields(task, request)}
+    write_task(task, [result.image], meta)
+    print(f"{task.source}: wrote {task.outputs[0]} ({result.method}, {result.runtime_s:.2f} s)")
 
 
 def _kernel_is_estimated(kernel_path: Path) -> bool:
@@ -363,37 +446,43 @@ def _kernel_is_estimated(kernel_path: Path) -> bool:
 
     A sidecar that cannot be read, or that does not describe a blind run, counts as no sidecar.
     """
-    import json
+    from .plan import read_sidecar
 
     if not kernel_path.stem.endswith("_kernel"):
         return False
-    sidecar = kernel_path.with_name(kernel_path.stem.removesuffix("_kernel") + ".json")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("package") == "napari-selfdeblur"
-        and ("preset" in meta or "config" in meta)
-    )
+    meta = read_sidecar(kernel_path.with_name(kernel_path.stem.removesuffix("_kernel") + ".json"))
+    return meta is not None and ("preset" in meta or "config" in meta)
 
 
-def _cmd_analyze(args) -> int:
-    from .engine.checks import resolve_config
+def _analyze_inputs(args):
+    """Read and check everything ``analyze`` needs before any work: (image, truth, kshape, cfg)."""
+    from .engine.checks import check_seed, resolve_config
     from .engine.physics import parse_kernel_size
-    from .evaluation import analysis
     from .fileio import read_image
-    from .imaging.image import Intensity, check_image
+    from .imaging.image import check_image
 
     image = check_image(read_image(args.input), allow_color=False, name=str(args.input))
-    truth = read_image(args.truth) if args.truth is not None else None
-    if truth is not None and truth.shape != image.shape:
-        raise SelfDeblurError(f"--truth has shape {truth.shape}, the input {image.shape}")
+    truth = None
+    if args.truth is not None:
+        truth = check_image(read_image(args.truth), allow_color=False, name="--truth")
+        if truth.shape != image.shape:
+            raise SelfDeblurError(f"--truth has shape {truth.shape}, the input {image.shape}")
+    if args.snapshots is not None and min(args.snapshots) < 1:
+        raise SelfDeblurError("--snapshots must be iterations of 1 or more")
+    for seed in [args.seed, *args.seeds]:
+        check_seed(seed)
     kshape = parse_kernel_size(args.kernel_size)
     cfg = resolve_config(args.preset, args.iterations)
     if args.init is not None:
         cfg = cfg.replace(init=args.init)
+    return image, truth, kshape, cfg
+
+
+def _cmd_analyze(args) -> int:
+    from .evaluation import analysis
+    from .imaging.image import Intensity
+
+    image, truth, kshape, cfg = _analyze_inputs(args)
     if args.study == "spectral":
         snaps = args.snapshots or sorted(
             {max(1, round(cfg.iterations * f)) for f in (0.05, 0.2, 0.4, 0.7, 1.0)}
@@ -459,8 +548,17 @@ def _cmd_analyze(args) -> int:
 def _cmd_demo(args) -> int:
     from .evaluation.metrics import kernel_similarity, psnr
     from .evaluation.sample import blurred_sample
-    from .fileio import write_json, write_tiff
+    from .plan import Task, check_writable, claim, write_task
 
+    names = ("sharp", "blurry", "latent", "kernel", "true_kernel")
+    task = Task(
+        Path("demo"),
+        tuple(args.out / f"demo_{name}.tif" for name in names),
+        args.out / "demo.json",
+        "run",
+    )
+    check_writable(args.out)
+    claim(task.files, task.sidecar)  # never replace a file the user wrote
     sample = blurred_sample((args.size, args.size))
     args.kernel_size = sample.kernel.shape[0] + 2
     print(
@@ -471,18 +569,15 @@ def _cmd_demo(args) -> int:
     (result,) = _run([sample.blurry.astype(np.float32)], args, "demo")
     p_blur, p_lat = psnr(sample.blurry, sample.sharp), psnr(result.latent, sample.sharp)
     sim = kernel_similarity(result.kernel, sample.kernel)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, arr in [
-        ("sharp", sample.sharp),
-        ("blurry", sample.blurry),
-        ("latent", result.latent),
-        ("kernel", result.kernel),
-        ("true_kernel", sample.kernel),
-    ]:
-        write_tiff(args.out / f"demo_{name}.tif", np.asarray(arr, np.float32))
+    arrays = [sample.sharp, sample.blurry, result.latent, result.kernel, sample.kernel]
     meta = result.metadata()
-    meta.update(psnr_blurry=p_blur, psnr_latent=p_lat, kernel_similarity=sim)
-    write_json(args.out / "demo.json", meta)
+    meta.update(
+        psnr_blurry=p_blur,
+        psnr_latent=p_lat,
+        kernel_similarity=sim,
+        outputs=[f.name for f in task.outputs],
+    )
+    write_task(task, [np.asarray(a, np.float32) for a in arrays], meta)
     print(f"PSNR blurry vs sharp: {p_blur:6.2f} dB")
     print(f"PSNR latent vs sharp: {p_lat:6.2f} dB  ({p_lat - p_blur:+.2f} dB)")
     print(f"kernel similarity to the truth: {sim:.3f} (1 = identical up to a shift)")

@@ -221,6 +221,21 @@ class DeblurConfig:
         """All settings as plain JSON-ready values (nested configs as dicts)."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeblurConfig:
+        """Rebuild a configuration from :meth:`to_dict`'s output (e.g. a sidecar's ``"config"``).
+
+        Lists become tuples and nested dicts their dataclasses; fields missing from ``data`` keep
+        their defaults. An unknown field or a value that fails :meth:`validate` raises
+        :class:`InvalidInputError`.
+        """
+        cfg = _from_dict(cls, data, "config")
+        try:
+            cfg.validate()
+        except TypeError as exc:  # a value of the wrong type, e.g. a string for a number
+            raise InvalidInputError(f"config has a value of the wrong type: {exc}") from None
+        return cfg
+
     def fingerprint_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the fields that cannot affect this run beyond float rounding.
 
@@ -245,6 +260,30 @@ class DeblurConfig:
         if d["precision"] == "float32":
             d.pop("precision")
         return d
+
+
+_NESTED = {"image_net": ImageNetConfig, "kernel_net": KernelNetConfig, "map": MapConfig}
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    """``cls(**data)`` with nested configurations and tuples restored; clear errors."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{where} must be a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InvalidInputError(f"{where} has unknown settings: {', '.join(unknown)}")
+    values = {}
+    for key, value in data.items():
+        if key in _NESTED and cls is DeblurConfig:
+            value = _from_dict(_NESTED[key], value, f"{where}.{key}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
 
 
 def _paper() -> DeblurConfig:

@@ -15,5 +15,9 @@ class DeviceError(SelfDeblurError, RuntimeError):
     """The requested compute device is unknown or not available."""
 
 
+class NumericalError(SelfDeblurError, FloatingPointError):
+    """The optimisation produced NaN or infinite values (e.g. from extreme input values)."""
+
+
 class OutOfMemoryError(SelfDeblurError, MemoryError):
     """The device ran out of memory; the message suggests what to do instead."""

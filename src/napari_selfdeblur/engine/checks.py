@@ -6,6 +6,21 @@ from ..config import DEFAULT_PRESET, DeblurConfig, get_preset
 from ..errors import InvalidInputError
 from .physics import latent_shape, parse_kernel_size
 
+#: Seeds are integers in [0, MAX_SEED] (what every random generator used here accepts).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed, restarts: int = 1) -> int:
+    """``seed`` as an int after checking it (and ``seed + restarts - 1``) is a valid seed."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InvalidInputError(f"seed must be a whole number, got {seed!r}")
+    seed = int(seed)
+    if seed < 0 or seed + max(int(restarts), 1) - 1 > MAX_SEED:
+        raise InvalidInputError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
+    return seed
+
 
 def resolve_config(
     preset: str | DeblurConfig = DEFAULT_PRESET, iterations: int | None = None

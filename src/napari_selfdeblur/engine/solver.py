@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import INIT_KERNEL_LR, DeblurConfig
-from ..errors import OutOfMemoryError
+from ..errors import NumericalError, OutOfMemoryError
 from .checkpoint import Checkpoint
 from .device import deterministic_cudnn, is_out_of_memory
 from .map_kernel import fit_map
@@ -252,7 +252,7 @@ class Recorder:
             return
         value = float(step.loss.detach())
         if not np.isfinite(value):
-            raise FloatingPointError(f"the loss became {value} at iteration {done}")
+            raise NumericalError(f"the loss became {value} at iteration {done}")
         self.result.history.append((done, value))
         if self.callback is None:
             return

@@ -15,6 +15,11 @@ from ..errors import InvalidInputError
 def split_layout(shape: tuple[int, ...], rgb: bool | None) -> tuple[bool, tuple[int, ...]]:
     """(is_rgb, stack shape) of an image array."""
     if rgb is None:
+        if len(shape) == 3 and shape[-1] in (1, 2) and min(shape[:2]) >= 8:
+            raise InvalidInputError(
+                f"an image of shape {shape} has {shape[-1]} channel(s), neither grey (H, W) nor "
+                "RGB(A) (H, W, 3|4); save one channel, or pass a stack as (planes, H, W)"
+            )
         rgb = len(shape) >= 3 and shape[-1] in (3, 4)
     if rgb:
         if len(shape) < 3 or shape[-1] not in (3, 4):

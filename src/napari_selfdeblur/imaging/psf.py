@@ -112,7 +112,8 @@ def prepare_kernel(kernel: np.ndarray, name: str = "kernel") -> np.ndarray:
         raise InvalidInputError(f"{name} is empty (shape {k.shape})")
     if k.ndim != 2:
         raise InvalidInputError(f"{name} must be 2-D, got shape {k.shape}")
-    if not (np.issubdtype(k.dtype, np.number) or k.dtype == np.bool_):
+    real = np.issubdtype(k.dtype, np.integer) or np.issubdtype(k.dtype, np.floating)
+    if not (real or k.dtype == np.bool_):  # a boolean kernel is a uniform PSF on its support
         raise InvalidInputError(f"{name} has dtype {k.dtype}; a real-valued kernel is needed")
     k = k.astype(np.float64)
     if not np.isfinite(k).all():
