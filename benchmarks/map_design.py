@@ -5,7 +5,8 @@ for fine texture, ``chelsea`` for fur, ``cell`` for microscopy, ``hubble_deep_fi
 sources), grey 255x255 crops, blurred ('valid' convolution, realistic borders) by random
 camera-shake kernels (``shake_psf``) of the given sizes plus white noise. Each MAP configuration
 (``MapConfig`` fields as ``name=value``) is run with the true kernel size + 2, followed by the
-sparse non-blind step at ``--strength-factor`` times the noise-derived strength, and scored with
+sparse non-blind step at ``--strength-factor`` times the noise-derived strength (several factors
+may be given; each is scored), and scored with
 the Levin protocol against the truth, next to the same step with the true kernel. The Levin set
 is never used here; ``levin.py --preset quick`` measures the chosen defaults on it.
 
@@ -61,7 +62,7 @@ def main() -> None:
     p.add_argument("--images", nargs="+", default=list(IMAGES))
     p.add_argument("--sizes", type=int, nargs="+", default=[15, 25])
     p.add_argument("--noise", type=float, default=0.01)
-    p.add_argument("--strength-factor", type=float, default=5.0)
+    p.add_argument("--strength-factor", type=float, nargs="+", default=[5.0])
     args = p.parse_args()
     kinds = {f.name: f.type for f in dataclasses.fields(MapConfig)}
     changes = dict(s.split("=", 1) for s in args.settings)
@@ -74,20 +75,26 @@ def main() -> None:
             est = estimate_map(y[None], (k.shape[0] + 2,) * 2, cfg, device=torch.device("cpu"))
             seconds = time.perf_counter() - start
             sigma = max(estimate_noise_sigma(y), 1e-3)
-            strength = 29.9 * sigma**1.98 * args.strength_factor  # the sparse method's rule
-            ours = levin_score(refine(y, est.kernels[0], "sparse", strength=strength).image, sharp)
+            base = 29.9 * sigma**1.98  # the sparse method's noise-derived strength
+            ours = [
+                levin_score(refine(y, est.kernels[0], "sparse", strength=base * f).image, sharp)
+                for f in args.strength_factor
+            ]
             known = levin_score(refine(y, k, "sparse").image, sharp)
             sim = kernel_similarity(est.kernels[0], k)
-            rows.append((ours.psnr, known.psnr, sim, seconds))
+            rows.append((*(o.psnr for o in ours), known.psnr, sim, seconds))
             print(
-                f"{name:18s} k{ks:2d} sim {sim:.3f} PSNR {ours.psnr:.2f} "
-                f"(true kernel {known.psnr:.2f}) MAP {seconds:.1f} s",
+                f"{name:18s} k{ks:2d} sim {sim:.3f} PSNR "
+                + " / ".join(f"{o.psnr:.2f}" for o in ours)
+                + f" (true kernel {known.psnr:.2f}) MAP {seconds:.1f} s",
                 flush=True,
             )
     a = np.array(rows)
+    factors = " / ".join(f"x{f:g}" for f in args.strength_factor)
+    means = " / ".join(f"{m:.2f}" for m in a[:, :-3].mean(0))
     print(
-        f"mean PSNR {a[:, 0].mean():.2f} dB, true kernel {a[:, 1].mean():.2f} dB, "
-        f"kernel similarity {a[:, 2].mean():.3f}, MAP {a[:, 3].mean():.1f} s"
+        f"mean PSNR {factors}: {means} dB, true kernel {a[:, -3].mean():.2f} dB, "
+        f"kernel similarity {a[:, -2].mean():.3f}, MAP {a[:, -1].mean():.1f} s"
     )
 
 

@@ -37,7 +37,7 @@ def main() -> None:
     viewer.open_sample("napari-selfdeblur", "blurred")
     blind = BlindDeblurWidget(viewer)
     refine = RefineWidget(viewer)
-    viewer.window.add_dock_widget(blind, name="Blind deblur (SelfDeblur)", area="right")
+    viewer.window.add_dock_widget(blind, name="Blind deblur", area="right")
     viewer.window.add_dock_widget(refine, name="Non-blind refinement", area="right")
     blind.image.value = viewer.layers["sample blurry"]
     blind.kernel_height.value = blind.kernel_width.value = 17

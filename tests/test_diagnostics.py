@@ -55,3 +55,28 @@ def test_every_result_carries_its_diagnosis(scene, tiny_config):
     meta = r.metadata()["diagnosis"]
     assert set(meta) >= {"flags", "warnings", "kernel_support_px", "latent_change"}
     assert r.warnings == meta["warnings"]
+
+
+def test_latent_far_outside_the_input_range_is_flagged():
+    rng = np.random.default_rng(0)
+    image = 0.12 + 0.76 * rng.random((40, 40))
+    k = np.zeros((5, 5))
+    k[2, 1:4] = 1 / 3
+    wild = np.where(rng.random((40, 40)) > 0.5, 7.0, -7.0)
+    assert "latent_out_of_range" in diagnose(image, wild, k).flags
+    assert "latent_out_of_range" not in diagnose(image, np.clip(image * 1.2, 0, 1), k).flags
+
+
+def test_short_runs_are_flagged_unconverged_and_complete_runs_are_not():
+    from napari_selfdeblur import deblur
+    from napari_selfdeblur.evaluation.sample import blurred_sample
+
+    s = blurred_sample((64, 64))
+    size = s.kernel.shape[0] + 2
+    short = deblur(s.blurry.astype(np.float32), size, preset="demo", iterations=40)
+    assert "unconverged" in short.diagnosis.flags
+    assert short.diagnosis.residual_noise_ratio > 20
+    for preset in ("standard", "quick"):
+        full = deblur(s.blurry.astype(np.float32), size, preset=preset)
+        assert "unconverged" not in full.diagnosis.flags, preset
+        assert full.diagnosis.residual_noise_ratio < 5, preset

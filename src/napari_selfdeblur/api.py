@@ -338,6 +338,7 @@ def _finish(prep: _Prepared, raw, cfg, seed, dev, runtime, extra) -> DeblurResul
         raw.history,
         completed=not raw.cancelled,
         loss_switch=cfg.ssim_start,
+        noise_sigma=prep.sigma,
     )
     return DeblurResult(
         latent=prep.intensity.from_unit(latent_unit),

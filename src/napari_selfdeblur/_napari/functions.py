@@ -1,9 +1,11 @@
-"""Plain functions for napari workflow tools: ImageData in, ImageData out."""
+"""Plain functions for napari workflow tools (magicgui builds their widgets)."""
 
 from typing import Annotated
 
 import numpy as np
-from napari.types import ImageData  # resolved at run time: magicgui reads the annotations
+from magicgui import magic_factory
+from napari.layers import Image  # resolved at run time: magicgui reads the annotations
+from napari.types import LayerDataTuple
 
 from ..nonblind import DEFAULT_METHOD, METHODS
 
@@ -11,18 +13,65 @@ from ..nonblind import DEFAULT_METHOD, METHODS
 METHOD_CHOICES = [(m.label, m.name) for m in METHODS.values()]
 
 
+def _looks_like_kernel(layer) -> bool:
+    return layer is not None and any(w in layer.name.lower() for w in ("kernel", "psf"))
+
+
+def pick_layers(widget) -> None:
+    """Preselect sensible layers: the active (else first) non-kernel image, and a layer whose
+    name says kernel or PSF; a choice the user made that fits is kept.
+    """
+    import napari
+
+    viewer = napari.current_viewer()
+    active = viewer.layers.selection.active if viewer is not None else None
+    kernels = [c for c in widget.kernel.choices if _looks_like_kernel(c)]
+    if kernels and not _looks_like_kernel(widget.kernel.value):
+        widget.kernel.value = kernels[0]
+    images = [c for c in widget.image.choices if not _looks_like_kernel(c)]
+    if images and (widget.image.value is None or _looks_like_kernel(widget.image.value)):
+        widget.image.value = active if active in images else images[0]
+
+
+def _init(widget) -> None:
+    import napari
+
+    pick_layers(widget)
+    viewer = napari.current_viewer()
+    if viewer is not None:
+        viewer.layers.events.inserted.connect(
+            lambda *_: (widget.reset_choices(), pick_layers(widget))
+        )
+
+
 def refine_image(
-    image: ImageData,
-    kernel: ImageData,
+    image: Image,
+    kernel: Image,
     method: Annotated[str, {"choices": METHOD_CHOICES}] = DEFAULT_METHOD,
     strength: float = 0.0,
-) -> ImageData:
-    """Deconvolve ``image`` (2-D or a stack of 2-D planes) with the PSF ``kernel``.
+) -> LayerDataTuple:
+    """Deconvolve ``image`` (2-D, RGB or a stack of planes) with the PSF ``kernel``.
 
     ``strength`` 0 means: derive it from each plane's noise level. ``method`` is one of the
-    registered non-blind methods (:data:`napari_selfdeblur.nonblind.METHODS`).
+    registered non-blind methods (:data:`napari_selfdeblur.nonblind.METHODS`). The result is a
+    new layer ``<image> refined (<method>)`` with the image's scale and translate.
     """
+    from ..nonblind import get_method
     from ..nonblind.api import refine
 
+    get_method(method)  # a name that is not registered is refused with a clear message
     params = {"strength": strength} if strength > 0 else {}
-    return refine(np.asarray(image), np.asarray(kernel), method, rgb=False, **params).image
+    kernel_data = np.asarray(kernel.data)
+    result = refine(np.asarray(image.data), kernel_data, method, rgb=bool(image.rgb), **params)
+    kwargs = {
+        "name": f"{image.name} refined ({method})",
+        "scale": tuple(image.scale),
+        "translate": tuple(image.translate),
+        "rgb": bool(image.rgb),
+        "metadata": {**result.metadata(), "kernel_layer": kernel.name},
+    }
+    return (result.image, kwargs, "image")
+
+
+#: The dock widget of :func:`refine_image` (the manifest's), with sensible default layers.
+refine_image_widget = magic_factory(refine_image, widget_init=_init)

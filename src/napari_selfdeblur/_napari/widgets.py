@@ -75,6 +75,12 @@ def _geometry(layer) -> LayerGeometry:
     )
 
 
+def _keep_odd(box, value: int) -> None:
+    """Kernel sizes are odd: an even value typed in becomes the next odd one."""
+    if value % 2 == 0:
+        box.value = min(value + 1, box.max)
+
+
 def _put_layer(viewer, data, kwargs: dict[str, Any]):
     """Add a layer, or update the layer of that name if it has the same dimensionality."""
     name = kwargs["name"]
@@ -98,11 +104,13 @@ class LossPlot(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.points: list[tuple[int, float]] = []
+        self.title = ""  # e.g. "plane 2/5: "
         self.setMinimumHeight(70)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
 
     def clear(self) -> None:
         self.points = []
+        self.title = ""
         self.update()
 
     def add(self, iteration: int, loss: float) -> None:
@@ -113,7 +121,9 @@ class LossPlot(QWidget):
     def paintEvent(self, event) -> None:  # Qt's name
         painter = QPainter(self)
         painter.fillRect(self.rect(), Qt.black)
+        painter.setPen(Qt.gray)
         if len(self.points) < 2:
+            painter.drawText(6, 14, "loss (log scale) against iteration: shown during a run")
             painter.end()
             return
         its = np.array([p[0] for p in self.points], float)
@@ -130,7 +140,11 @@ class LossPlot(QWidget):
         painter.setPen(QPen(Qt.yellow, 1.5))
         painter.drawPolyline(poly)
         painter.setPen(Qt.gray)
-        painter.drawText(6, 14, f"loss {self.points[-1][1]:.4g}")
+        label = f"{self.title}loss {self.points[-1][1]:.4g} (log scale)"
+        painter.drawText(6, 14, label)
+        painter.drawText(6, self.height() - 4, f"iteration {int(its.min())}")
+        end = f"{int(its.max())}"
+        painter.drawText(self.width() - 8 * len(end) - 4, self.height() - 4, end)
         painter.end()
 
 
@@ -139,10 +153,22 @@ class _RunnerMixin:
 
     def _setup_runner(self, viewer) -> None:
         self._viewer = viewer
-        self.image = ComboBox(label="image", choices=lambda _: _image_layers(viewer), nullable=True)
+        self.image = ComboBox(
+            label="image",
+            choices=lambda _: _image_layers(viewer),
+            nullable=True,
+            tooltip="the image layer to deblur: a 2-D image, an RGB picture or a stack (every "
+            "leading axis is planes)",
+        )
+        self.keep_results = CheckBox(
+            text="keep earlier results",
+            value=False,
+            tooltip="add each run's result as new layers named with its settings, to compare "
+            "runs; unticked, a run replaces the previous result layers of the same image",
+        )
         self._worker = None
         self._cancel: threading.Event | None = None
-        self.run_button = PushButton(text="Run")
+        self.run_button = PushButton(text="Run", tooltip="start a run; press again to cancel it")
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         # Outer bar for stacks: plane i of n (the inner bar counts iterations of that plane).
         self.plane_progress = ProgressBar(value=0, min=0, max=1, label="planes")
@@ -194,6 +220,8 @@ class _RunnerMixin:
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._set_running(True)
+        self._activity = _activity_bar(type(self).__name__)
+        _stop_on_exit(self.native, worker, self._cancel)
         worker.start()
         return worker
 
@@ -210,10 +238,88 @@ class _RunnerMixin:
             _notify_error(f"SelfDeblur failed: {type(exc).__name__}: {exc}")
         self.status.value = f"error: {exc}"
 
+    def _report_activity(self, done: int, total: int, text: str) -> None:
+        """Mirror the progress in napari's activity panel."""
+        bar = getattr(self, "_activity", None)
+        if bar is not None:
+            bar.total = max(1, total)
+            bar.n = min(done, bar.total)
+            bar.set_description(text)
+            bar.refresh()
+
     def _on_finished(self) -> None:
+        bar = getattr(self, "_activity", None)
+        if bar is not None:
+            bar.close()
+            self._activity = None
         self._worker = None
         self._cancel = None
         self._set_running(False)
+
+
+def _activity_bar(kind: str):
+    """A ``napari.utils.progress`` bar, so that a run shows in napari's activity panel."""
+    from napari.utils import progress
+
+    label = "SelfDeblur blind" if kind == "BlindDeblurWidget" else "SelfDeblur refine"
+    return progress(total=1, desc=label)
+
+
+def _stop_on_exit(widget: QWidget, worker, cancel: threading.Event | None) -> None:
+    """Stop ``worker`` cleanly when ``widget`` is destroyed or the application quits.
+
+    The task is asked to stop (its engine thread ends at the next iteration), the worker's
+    signals are disconnected so that nothing reaches the deleted widgets, and the quit waits for
+    the thread to end: a QThread destroyed while running aborts the process.
+    """
+    from napari.qt.threading import WorkerBase
+    from qtpy.QtWidgets import QApplication
+
+    def stop(*_) -> None:
+        if cancel is not None:
+            cancel.set()
+        try:  # a worker that has finished may have had its Qt objects deleted already
+            for signal in (worker.yielded, worker.returned, worker.errored, worker.finished):
+                _disconnect(signal, None)
+            worker.quit()
+        except RuntimeError:
+            pass
+
+    def stop_and_wait() -> None:
+        stop()
+        WorkerBase.await_workers(msecs=60_000)
+
+    widget.destroyed.connect(stop)
+    app = QApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(stop_and_wait)
+        worker.finished.connect(lambda: _disconnect(app.aboutToQuit, stop_and_wait))
+
+
+def _disconnect(signal, slot) -> None:
+    """Disconnect ``slot`` (None: every slot) from a Qt signal; no error if not connected."""
+    try:
+        signal.disconnect() if slot is None else signal.disconnect(slot)
+    except (TypeError, RuntimeError):
+        pass
+
+
+def _result_name(kwargs: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """Layer kwargs with `` (suffix)`` appended to the name."""
+    return {**kwargs, "name": f"{kwargs['name']} ({suffix})"}
+
+
+def _put_results(viewer, layers, *, suffix: str | None, keep: bool) -> None:
+    """Put a run's result layers: under their own names (replacing), or with ``suffix``
+    (a cancelled or partial result never replaces a complete one), or as new layers (``keep``).
+    """
+    for data, kwargs, _ in layers:
+        if suffix is not None:
+            kwargs = _result_name(kwargs, suffix)
+        if keep:
+            viewer.add_image(data, **kwargs)  # napari numbers a repeated name
+        else:
+            _put_layer(viewer, data, kwargs)
 
 
 # -- blind deconvolution ------------------------------------------------------------------------
@@ -226,22 +332,23 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         super().__init__()
         self._setup_runner(napari_viewer)
         viewer = napari_viewer
-        self.kernel_height = SpinBox(label="kernel height", value=31, min=3, max=255, step=2)
-        self.kernel_width = SpinBox(label="kernel width", value=31, min=3, max=255, step=2)
-        self.auto_size = CheckBox(
-            text="find the kernel size (auto)",
-            value=False,
-            tooltip="run the MAP estimator with a generous size first and choose the size from "
-            "the blur it finds; the choice is shown in the status line and the layer metadata",
+        self._add_size_controls()
+        self.iterations = SpinBox(
+            label="iterations (0: preset)",
+            value=0,
+            min=0,
+            max=100000,
+            tooltip="0 runs the preset's own length; more iterations fit longer (the schedule "
+            "is scaled); the status line warns when a run ends unconverged",
         )
-        self.preset = ComboBox(
-            label="preset",
-            choices=[(p.label, name) for name, p in PRESETS.items()],
-            value=DEFAULT_PRESET,
-            tooltip="; ".join(f"{name}: {p.help}" for name, p in PRESETS.items()),
+        self.seed = SpinBox(
+            label="seed",
+            value=0,
+            min=0,
+            max=2**31 - 1,
+            tooltip="the random start of SelfDeblur's networks: the same seed on the same "
+            "device gives the same result; try another when a run fails",
         )
-        self.iterations = SpinBox(label="iterations (0: preset)", value=0, min=0, max=100000)
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self._add_start_controls()
         self.restarts = SpinBox(
             label="restarts (seeds to probe)",
@@ -250,23 +357,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             max=50,
             tooltip="probe this many seeds briefly and continue the best fit",
         )
-        self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
-        self.device_info = Label(value="")
-        self.roi = ComboBox(
-            label="region (Shapes)",
-            nullable=True,
-            value=None,
-            choices=lambda _: self._shapes_layers(),
-        )
-        self.preview_every = SpinBox(label="preview every", value=50, min=0, max=100000)
-        self.stack_mode = ComboBox(
-            label="stacks",
-            choices=[
-                ("kernel per plane", "per-plane"),
-                ("kernel from current plane, refine all", "refine"),
-            ],
-            value="refine",
-        )
+        self._add_run_controls()
         self._place_controls(
             [
                 self.image,
@@ -283,6 +374,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 self.roi,
                 self.preview_every,
                 self.stack_mode,
+                self.keep_results,
             ],
             planes=True,
         )
@@ -295,6 +387,69 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             event.connect(self._refresh_choices)
         self._refresh_choices()
         self._preview_latent: np.ndarray | None = None  # full-size array the previews fill
+
+    def _add_size_controls(self) -> None:
+        """Kernel height and width (odd) and the auto-size checkbox."""
+        size_tip = (
+            "odd, in pixels: a little larger than the blur's extent (a kernel that is too small "
+            "fails; one much too large costs quality); or tick 'auto'"
+        )
+        self.kernel_height = SpinBox(
+            label="kernel height", value=31, min=3, max=255, step=2, tooltip=size_tip
+        )
+        self.kernel_width = SpinBox(
+            label="kernel width", value=31, min=3, max=255, step=2, tooltip=size_tip
+        )
+        for box in (self.kernel_height, self.kernel_width):
+            box.changed.connect(lambda value, box=box: _keep_odd(box, value))
+        self.auto_size = CheckBox(
+            text="find the kernel size (auto)",
+            value=False,
+            tooltip="run the MAP estimator with a generous size first and choose the size from "
+            "the blur it finds; the choice is shown in the status line and the layer metadata",
+        )
+        self.preset = ComboBox(
+            label="preset",
+            choices=[(p.label, name) for name, p in PRESETS.items()],
+            value=DEFAULT_PRESET,
+            tooltip="; ".join(f"{name}: {p.help}" for name, p in PRESETS.items()),
+        )
+
+    def _add_run_controls(self) -> None:
+        """Device, region, previews and stack mode."""
+        self.device = ComboBox(
+            label="device",
+            choices=list(DEVICE_CHOICES),
+            value="auto",
+            tooltip="auto: CUDA if available, else the CPU; the line below says which",
+        )
+        self.device_info = Label(value="", tooltip="the device a run will use")
+        self.roi = ComboBox(
+            label="region (Shapes)",
+            nullable=True,
+            value=None,
+            choices=lambda _: self._shapes_layers(),
+            tooltip="a Shapes layer whose last rectangle is the region to estimate the kernel "
+            "on (faster; choose a sharp, textured region); the kernel then refines the image",
+        )
+        self.preview_every = SpinBox(
+            label="preview every",
+            value=50,
+            min=0,
+            max=100000,
+            tooltip="show the latent and kernel every this many iterations while running "
+            "(0: no previews); previews go to '(running)' layers",
+        )
+        self.stack_mode = ComboBox(
+            label="stacks",
+            choices=[
+                ("kernel per plane", "per-plane"),
+                ("kernel from current plane, refine all", "refine"),
+            ],
+            value="refine",
+            tooltip="for stacks: a kernel for every plane (slow), or the kernel of the plane "
+            "on screen used to deconvolve every plane non-blind (fast; one blur for all)",
+        )
 
     def _add_start_controls(self) -> None:
         """The controls of how a run starts: the initialisation choice."""
@@ -345,6 +500,11 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             return None
         if len(shapes.data) == 0:
             raise SelfDeblurError(f"the Shapes layer {shapes.name!r} has no rectangle")
+        kind = shapes.shape_type[-1]
+        if kind != "rectangle":
+            raise SelfDeblurError(
+                f"the last shape of {shapes.name!r} is a {kind}; the region must be a rectangle"
+            )
         corners = np.asarray(shapes.data[-1], dtype=np.float64)[:, -2:]
         world = corners * np.asarray(shapes.scale[-2:]) + np.asarray(shapes.translate[-2:])
         sdims = slice(-3, -1) if layer.rgb else slice(-2, None)
@@ -401,7 +561,12 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         plane = f"plane {p.plane + 1}/{p.planes}, " if p.planes > 1 else ""
         loss = f", loss {p.loss:.4g}" if p.loss is not None else ""
         self.status.value = f"{p.stage}: {plane}iteration {p.iteration}/{p.iterations}{loss}"
+        self._report_activity(p.iteration, p.iterations, f"SelfDeblur {p.stage} {plane}".strip())
         if p.stage == "blind" and p.loss is not None:
+            title = f"plane {p.plane + 1}/{p.planes}: " if p.planes > 1 else ""
+            if title != self.loss_plot.title:  # one curve per plane
+                self.loss_plot.clear()
+            self.loss_plot.title = title
             self.loss_plot.add(p.iteration, p.loss)
         if p.kernel is not None:
             self._preview(p)
@@ -418,7 +583,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 self._viewer,
                 full,
                 {
-                    "name": f"{geo.name} latent",
+                    "name": f"{geo.name} latent (running)",
                     "scale": geo.scale,
                     "translate": geo.translate,
                     "rgb": geo.rgb,
@@ -427,25 +592,47 @@ class BlindDeblurWidget(Container, _RunnerMixin):
             )
         hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
         data, kwargs, _ = kernel_layer(p.kernel, geo, (), hw, {})
-        _put_layer(self._viewer, data, kwargs)
+        _put_layer(self._viewer, data, _result_name(kwargs, "running"))
+
+    def _drop_previews(self, *_) -> None:
+        """Remove the '(running)' preview layers of the current run."""
+        source = getattr(self, "_source", None)
+        if source is None:
+            return
+        for what in ("latent", "kernel"):
+            name = f"{source.name} {what} (running)"
+            if name in self._viewer.layers:
+                self._viewer.layers.remove(name)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self._drop_previews()
+        super()._on_errored(exc)
 
     def _on_returned(self, layers) -> None:
-        for data, kwargs, _ in layers:
-            _put_layer(self._viewer, data, kwargs)
         meta = layers[0][1]["metadata"]
+        self._drop_previews()
+        cancelled = bool(meta.get("cancelled"))
+        suffix = "cancelled" if cancelled else None
+        if self.keep_results.value and not cancelled:
+            suffix = f"{meta.get('preset', 'custom')}, seed {meta.get('seed', '?')}"
+        _put_results(self._viewer, layers, suffix=suffix, keep=self.keep_results.value)
         for run in meta.get("runs", []):
             plane = f" (plane {run['plane'] + 1})" if meta.get("planes", 1) > 1 else ""
             for message in run.get("diagnosis", {}).get("warnings", []):
                 _notify_warning(f"SelfDeblur{plane}: {message}")
         its = meta.get("iterations_run")
         if meta.get("cancelled"):
-            msg = "cancelled: kept the result of the last completed iteration"
+            msg = "cancelled: the last iteration's result is in the '(cancelled)' layers"
             msg += f" ({its} iterations)" if its is not None else ""
             _notify_info(f"SelfDeblur {msg}")
         else:
             msg = f"done in {meta['runtime_s']:.1f} s"
         if "kernel_size_auto" in meta:
             msg += f"; kernel size {meta['kernel_size_auto']['chosen']} (auto)"
+        runs = meta.get("runs", [])
+        flags = sorted({f for run in runs for f in run.get("diagnosis", {}).get("flags", [])})
+        if flags:
+            msg += "; warnings: " + ", ".join(flags)
         self.status.value = msg
         self.progress.value = self.progress.max
         self.plane_progress.value = self.plane_progress.max
@@ -486,20 +673,29 @@ class RefineWidget(Container, _RunnerMixin):
         super().__init__()
         self._setup_runner(napari_viewer)
         viewer = napari_viewer
-        self.kernel_source = ComboBox(
-            label="kernel", choices=["layer", "gaussian", "disk", "motion"], value="layer"
-        )
-        self.kernel_layer = ComboBox(
-            label="kernel layer", nullable=True, choices=lambda _: _image_layers(viewer)
-        )
-        self.sigma = FloatSpinBox(label="sigma (px)", value=2.0, min=0.1, max=50, step=0.1)
-        self.radius = FloatSpinBox(label="radius (px)", value=3.0, min=0.5, max=50, step=0.5)
-        self.length = FloatSpinBox(label="length (px)", value=9.0, min=1, max=100, step=1)
-        self.angle = FloatSpinBox(label="angle (deg)", value=0.0, min=-180, max=180, step=5)
+        self._add_kernel_controls(viewer)
         choices = [(m.label, m.name) for m in METHODS.values()]
-        self.method = ComboBox(label="method", choices=choices, value=DEFAULT_METHOD)
-        self.auto_strength = CheckBox(text="strength from the noise level", value=True)
-        self.strength = FloatSpinBox(label="strength", value=1e-3, min=0.0, max=10.0, step=1e-5)
+        self.method = ComboBox(
+            label="method",
+            choices=choices,
+            value=DEFAULT_METHOD,
+            tooltip="; ".join(f"{m.name}: {m.help}" for m in METHODS.values()),
+        )
+        self.auto_strength = CheckBox(
+            text="strength from the noise level",
+            value=True,
+            tooltip="derive the regularisation strength from each plane's noise level (the "
+            "calibrated default); untick to set it yourself",
+        )
+        self.strength = FloatSpinBox(
+            label="strength",
+            value=1e-3,
+            min=0.0,
+            max=10.0,
+            step=1e-5,
+            tooltip="regularisation weight: larger is smoother with less ringing, smaller is "
+            "sharper and noisier",
+        )
         self.method_params: dict[str, Container] = {}
         for m in METHODS.values():
             box = Container(
@@ -519,6 +715,7 @@ class RefineWidget(Container, _RunnerMixin):
                 self.auto_strength,
                 self.strength,
                 *self.method_params.values(),
+                self.keep_results,
             ]
         )
         self.kernel_source.changed.connect(self._update_visibility)
@@ -528,6 +725,40 @@ class RefineWidget(Container, _RunnerMixin):
             event.connect(lambda *_: self.reset_choices())
         self.reset_choices()
         self._update_visibility()
+
+    def _add_kernel_controls(self, viewer) -> None:
+        """Where the kernel comes from: a layer or a parametric PSF and its parameters."""
+        self.kernel_source = ComboBox(
+            label="kernel",
+            choices=["layer", "gaussian", "disk", "motion"],
+            value="layer",
+            tooltip="a kernel layer (e.g. from a blind run, or a measured PSF), or a parametric "
+            "PSF: Gaussian (defocus, microscopy), disk (out of focus), motion (a straight shake)",
+        )
+        self.kernel_layer = ComboBox(
+            label="kernel layer",
+            nullable=True,
+            choices=lambda _: _image_layers(viewer),
+            tooltip="the PSF: a 2-D layer, or a stack with one kernel per plane; a kernel from "
+            "a blind run gets the stronger default for estimated kernels",
+        )
+        self.sigma = FloatSpinBox(
+            label="sigma (px)", value=2.0, min=0.1, max=50, step=0.1, tooltip="Gaussian width"
+        )
+        self.radius = FloatSpinBox(
+            label="radius (px)", value=3.0, min=0.5, max=50, step=0.5, tooltip="disk radius"
+        )
+        self.length = FloatSpinBox(
+            label="length (px)", value=9.0, min=1, max=100, step=1, tooltip="motion length"
+        )
+        self.angle = FloatSpinBox(
+            label="angle (deg)",
+            value=0.0,
+            min=-180,
+            max=180,
+            step=5,
+            tooltip="motion direction, counter-clockwise from the x axis",
+        )
 
     def _update_visibility(self, *_):
         src = self.kernel_source.value
@@ -600,15 +831,19 @@ class RefineWidget(Container, _RunnerMixin):
         self.progress.max = max(1, p.planes)
         self.progress.value = min(p.plane, p.planes)
         self.status.value = f"plane {min(p.plane + 1, p.planes)}/{p.planes}, step {p.iteration}"
+        self._report_activity(p.plane, p.planes, "SelfDeblur refine")
 
     def _on_returned(self, layers) -> None:
-        for data, kwargs, _ in layers:
-            _put_layer(self._viewer, data, kwargs)
         meta = layers[0][1]["metadata"]
+        cancelled = bool(meta.get("cancelled"))
+        suffix = meta.get("method") if self.keep_results.value else None
+        suffix = "partial" if cancelled else suffix
+        _put_results(self._viewer, layers, suffix=suffix, keep=self.keep_results.value)
         if meta.get("cancelled"):
             _notify_info(
                 f"SelfDeblur refinement cancelled: {meta['planes_done']} of "
-                f"{meta['planes_total']} planes refined, the others left as they were"
+                f"{meta['planes_total']} planes refined, the others left as they were, in a "
+                "'(partial)' layer; earlier results are untouched"
             )
             self.status.value = "cancelled"
         else:
