@@ -38,10 +38,17 @@ def _init(widget) -> None:
 
     pick_layers(widget)
     viewer = napari.current_viewer()
-    if viewer is not None:
-        viewer.layers.events.inserted.connect(
-            lambda *_: (widget.reset_choices(), pick_layers(widget))
-        )
+    if viewer is None:
+        return
+
+    def refresh(*_) -> None:
+        try:
+            widget.reset_choices()
+            pick_layers(widget)
+        except RuntimeError:  # the widget's Qt objects were deleted: it was closed
+            viewer.layers.events.inserted.disconnect(refresh)
+
+    viewer.layers.events.inserted.connect(refresh)
 
 
 def refine_image(
