@@ -23,6 +23,7 @@ LAYERS = {
     "nonblind": 3,
     "api": 4,
     "evaluation": 5,
+    "batch": 5,
     "_napari": 6,
     "cli": 6,
     "__init__": 6,

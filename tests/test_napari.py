@@ -405,3 +405,41 @@ def test_runs_show_in_napari_activity_panel(viewer, qtbot, monkeypatch):
     wait_idle(qtbot, widget)
     assert len(created) == 1 and "SelfDeblur" in created[0].desc and created[0].n >= 1
     assert widget._activity is None  # closed at the end
+
+
+def test_a_result_is_saved_with_its_sidecar(viewer, qtbot, tmp_path, monkeypatch, errors):
+    import json
+
+    import tifffile
+
+    source = tmp_path / "scan.tif"
+    tifffile.imwrite(source, sharp_scene((40, 40), seed=2).astype(np.float32))
+    (layer,) = viewer.open(str(source))
+    widget = BlindDeblurWidget(viewer)
+    widget.image.value = layer
+    widget.kernel_height.value = widget.kernel_width.value = 5
+    widget.preset.value = "quick"
+    assert not widget.save_button.enabled  # nothing to save yet
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert widget.save_button.enabled
+    chosen = tmp_path / "result.tif"
+    monkeypatch.setattr(
+        "qtpy.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(chosen), "")
+    )
+    widget.save_button.clicked.emit(True)
+    latent, kernel = viewer.layers["scan latent"], viewer.layers["scan kernel"]
+    np.testing.assert_array_equal(tifffile.imread(chosen), latent.data)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "result_kernel.tif"), kernel.data)
+    side = json.loads((tmp_path / "result.json").read_text())
+    assert side["preset"] == "quick" and side["seed"] == 0 and side["kernel_size"] == [5, 5]
+    assert side["outputs"] == ["result.tif", "result_kernel.tif"] and side["complete"] is True
+    # Never over an open layer's file, nor over a sidecar name that is someone else's file.
+    before = source.read_bytes()
+    assert widget.save_result(source, replace=True) is None
+    assert source.read_bytes() == before
+    (tmp_path / "other.json").write_text("my notes")
+    assert widget.save_result(tmp_path / "other.tif") is None
+    assert (tmp_path / "other.json").read_text() == "my notes"
+    assert not (tmp_path / "other.tif").exists()
+    assert len(errors) == 2 and "not written by this tool" in errors[1]

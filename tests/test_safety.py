@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_selfdeblur import cli
+from napari_selfdeblur import batch, cli
 from napari_selfdeblur.config import DeblurConfig, get_preset
 from napari_selfdeblur.errors import InvalidInputError, OutOfMemoryError
 from napari_selfdeblur.plan import make_plan, write_task
@@ -52,7 +52,9 @@ QUICK = ("-k", "7", "--preset", "quick")
 def test_an_output_that_is_an_input_is_refused_before_any_work(folder, monkeypatch, capsys):
     tifffile.imwrite(folder / "x_latent.tif", np.zeros((8, 8), np.uint8) + 7)
     before = _digest(folder / "x_latent.tif")
-    monkeypatch.setattr(cli, "_run", lambda *a, **k: pytest.fail("computed before refusing"))
+    monkeypatch.setattr(
+        batch, "deblur_file", lambda *a, **k: pytest.fail("computed before refusing")
+    )
     assert (
         _run(
             "deblur",
@@ -164,7 +166,9 @@ def test_an_interrupted_write_is_redone_and_stale_parts_are_swept(folder):
 
 
 def test_an_unusable_out_folder_is_refused_before_any_work(folder, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_run", lambda *a, **k: pytest.fail("computed before refusing"))
+    monkeypatch.setattr(
+        batch, "deblur_file", lambda *a, **k: pytest.fail("computed before refusing")
+    )
     for out in (folder / "x.tif", folder / "x.tif" / "sub"):
         assert _run("deblur", str(folder / "x.tif"), *QUICK, "--out", str(out)) == 2
     err = capsys.readouterr().err
@@ -305,3 +309,22 @@ def test_sidecar_config_rebuilds_the_configuration(folder):
     assert {"torch", "threads", "device", "version"} <= set(meta)
     with pytest.raises(InvalidInputError, match="unknown settings: bogus"):
         DeblurConfig.from_dict({**meta["config"], "bogus": 1})
+
+
+def test_napari_save_writes_the_image_and_a_sidecar_and_refuses_foreign_files(tmp_path):
+    from napari_selfdeblur._napari.saving import save_result
+
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    files = save_result(tmp_path / "refined", img, {"method": "wiener", "complete": "x"})
+    assert [f.name for f in files] == ["refined.tif", "refined.json"]  # .tif added, no kernel
+    np.testing.assert_array_equal(tifffile.imread(files[0]), img)
+    side = json.loads(files[1].read_text())
+    assert side["method"] == "wiener" and side["complete"] is True
+    assert side["outputs"] == ["refined.tif"]
+    save_result(tmp_path / "refined.tif", img + 1, {})  # our own files: replaced
+    np.testing.assert_array_equal(tifffile.imread(files[0]), img + 1)
+    (tmp_path / "theirs.tif").write_bytes(b"not ours")
+    with pytest.raises(InvalidInputError, match="not written by this tool"):
+        save_result(tmp_path / "theirs.tif", img, {})
+    assert (tmp_path / "theirs.tif").read_bytes() == b"not ours"
+    assert not (tmp_path / "theirs.json").exists()

@@ -22,6 +22,8 @@ __version__ = package_version()
 _LAZY = {
     "deblur": ".api",
     "deblur_stack": ".api",
+    "deblur_many": ".batch",
+    "refine_many": ".batch",
     "DeblurResult": ".api",
     "DeblurConfig": ".config",
     "ImageNetConfig": ".config",
@@ -44,6 +46,8 @@ __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
     "__version__",
     "deblur",
     "deblur_stack",
+    "deblur_many",
+    "refine_many",
     "DeblurResult",
     "DeblurConfig",
     "ImageNetConfig",
@@ -64,6 +68,7 @@ __all__ = [  # noqa: RUF022 - grouped by module, as in _LAZY
 
 if TYPE_CHECKING:
     from .api import DeblurResult, deblur, deblur_stack
+    from .batch import deblur_many, refine_many
     from .config import PRESETS, DeblurConfig, ImageNetConfig, KernelNetConfig, get_preset
     from .engine.solver import Progress
     from .errors import DeviceError, InvalidInputError, OutOfMemoryError, SelfDeblurError

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from .config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
 from .errors import SelfDeblurError
+from .fileio import MAX_PIXELS
 from .provenance import package_version
 
 
@@ -63,8 +63,6 @@ def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
 
 def _add_file_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that read files and write results into a folder."""
-    from .fileio import MAX_PIXELS
-
     p.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     p.add_argument(
         "--overwrite",
@@ -76,6 +74,28 @@ def _add_file_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=MAX_PIXELS,
         help=f"refuse files that decode to more pixels than this (default {MAX_PIXELS})",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="local[:N]|ADDRESS",
+        help="run the inputs as tasks on a Dask cluster: local[:N] starts N worker processes "
+        "here (default: cores / threads), ADDRESS (tcp://host:8786) connects to a running "
+        "scheduler; default: in this process",
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch threads per task (default: torch's own in-process, 1 on a cluster)",
+    )
+    p.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for a scheduler address to answer (default 10)",
     )
 
 
@@ -255,38 +275,28 @@ class _Bar:
         self.bar.close()
 
 
-def _run(planes: list[np.ndarray], args, desc: str):
-    """Blind deconvolution of each plane (batched on CUDA); one result per plane."""
-    from .api import deblur_stack
-    from .engine.checks import resolve_config
+def _blind_job(args):
+    """The :class:`~.batch.BlindJob` of ``deblur`` or ``demo`` arguments."""
+    from .batch import BlindJob
 
-    preset, iterations = args.preset, args.iterations
-    if args.init is not None:  # a changed preset: pass the configuration itself
-        preset, iterations = resolve_config(preset, iterations).replace(init=args.init), None
-    bar = _Bar(desc, args.quiet, len(planes))
-    try:
-        results = deblur_stack(
-            planes,
-            args.kernel_size,
-            preset=preset,
-            iterations=iterations,
-            seed=args.seed,
-            device=args.device,
-            callback=bar,
-            restarts=args.restarts,
-            restart_iterations=args.restart_iterations,
-            batch_size=getattr(args, "batch", None),
-        )
-    finally:
-        bar.close()
-    if args.init is not None:
-        for r in results:
-            r.extra["preset"] = f"{args.preset} (init={args.init})"
-    return results
+    return BlindJob(
+        args.kernel_size,
+        preset=args.preset,
+        iterations=args.iterations,
+        init=args.init,
+        seed=args.seed,
+        device=args.device,
+        restarts=args.restarts,
+        restart_iterations=args.restart_iterations,
+        batch_size=getattr(args, "batch", None),
+        threads=getattr(args, "threads_per_worker", None),
+        max_pixels=getattr(args, "max_pixels", MAX_PIXELS),
+    )
 
 
 def _cmd_deblur(args) -> int:
-    from .engine.checks import check_seed, resolve_config
+    from .batch import BLIND_OUTPUTS, BLIND_SIDECAR, deblur_file, submit_deblur
+    from .engine.checks import check_seed
     from .engine.map_kernel import is_auto
     from .engine.physics import parse_kernel_size
     from .plan import make_plan
@@ -294,164 +304,123 @@ def _cmd_deblur(args) -> int:
     if not is_auto(args.kernel_size):
         parse_kernel_size(args.kernel_size)  # fail before any work on a bad size
     check_seed(args.seed, args.restarts)
-    cfg = resolve_config(args.preset, args.iterations)
-    request = {
-        "command": "deblur",
-        "kernel_size": str(args.kernel_size).strip().lower(),
-        "preset": args.preset,
-        "init": args.init,
-        "config": (cfg.replace(init=args.init) if args.init else cfg).to_dict(),
-        "seed": args.seed,
-        "restarts": args.restarts,
-        "restart_iterations": args.restart_iterations,
-    }
-    names = ("{stem}_latent.tif", "{stem}_kernel.tif")
+    job = _blind_job(args)
+    request = job.request()
     plan = make_plan(
-        args.inputs, args.out, names, "{stem}.json", request=request, overwrite=args.overwrite
+        args.inputs,
+        args.out,
+        BLIND_OUTPUTS,
+        BLIND_SIDECAR,
+        request=request,
+        overwrite=args.overwrite,
     )
-    failures = 0
-    for task in plan:
-        if _report_skip(task):
-            failures += task.action == "stale"
-            continue
+
+    def local(task):
+        bar = _Bar(task.source.name, args.quiet, _planes_in(task.source))
         try:
-            _deblur_one(task, args, request)
-        except SelfDeblurError as exc:
-            print(f"selfdeblur: error: {task.source}: {exc}", file=sys.stderr)
-            failures += 1
-    return 1 if failures else 0
+            return deblur_file(task, job, request, callback=bar)
+        finally:
+            bar.close()
+
+    return _run_plan(plan, args, local, lambda c, t: submit_deblur(c, t, job, request))
 
 
-def _report_skip(task) -> bool:
-    """Print why a planned input is not run; whether it is skipped."""
-    if task.action == "run":
-        return False
-    hint = "; use --overwrite to replace them" if task.action == "stale" else ", skipped"
-    print(
-        f"{task.source}: {task.reason}{hint}", file=sys.stderr if task.action == "stale" else None
-    )
-    return True
+def _planes_in(path: Path) -> int:
+    from .fileio import image_shape
+    from .imaging.layout import split_layout
+
+    try:
+        _, lead = split_layout(image_shape(path), None)
+    except SelfDeblurError:
+        return 1  # the read reports the problem
+    return int(np.prod(lead)) if lead else 1
 
 
-def _deblur_one(task, args, request) -> None:
-    """Read, deblur and write one planned input (a plane or a stack)."""
-    from .fileio import read_image
-    from .imaging.layout import split_planes
-    from .plan import sidecar_fields, write_task
+def _run_plan(plan, args, local, remote) -> int:
+    """Run a checked plan in this process or on ``--scheduler``; print each outcome; the exit
+    status (1 if any input failed or is stale).
+    """
+    from .batch import open_client, parse_scheduler, run_tasks
 
-    data = read_image(task.source, max_pixels=args.max_pixels)
-    planes, lead, _ = split_planes(data)
-    start = time.perf_counter()
-    results = _run(list(planes), args, task.source.name)
-    latent = np.stack([r.latent for r in results]).reshape(data.shape)
-    kernels = np.stack([r.kernel for r in results])
-    kernels = kernels.reshape(*lead, *kernels.shape[1:]) if lead else kernels[0]
-    meta = results[0].metadata()
-    meta.update(
-        planes=len(results),
-        noise_sigma=[r.noise_sigma for r in results] if lead else meta["noise_sigma"],
-        final_loss=[r.final_loss for r in results] if lead else meta["final_loss"],
-        runtime_s=round(time.perf_counter() - start, 3),
-        **sidecar_fields(task, request),
-    )
-    write_task(task, [latent, kernels.astype(np.float32)], meta)
-    for i, r in enumerate(results):
-        where = f"{task.source} [plane {i + 1}]" if lead else str(task.source)
-        for message in r.warnings:
-            print(f"selfdeblur: warning: {where}: {message}", file=sys.stderr)
-    losses = ", ".join(f"{r.final_loss:.4g}" for r in results)
-    print(f"{task.source}: wrote {task.outputs[0]}, {task.outputs[1]} (final loss {losses})")
+    threads = args.threads_per_worker or 1
+    spec = parse_scheduler(args.scheduler, threads)
+    todo = sum(t.action == "run" for t in plan)
+    if spec is None or todo == 0:
+        outcomes = run_tasks(plan, local=local, remote=remote, on_outcome=_print_outcome)
+    else:
+        from tqdm import tqdm
+
+        with open_client(args.scheduler, threads=threads, timeout=args.scheduler_timeout) as c:
+            bar = tqdm(total=todo, desc="inputs", unit="input", disable=args.quiet)
+
+            def report(outcome) -> None:
+                bar.update(outcome.status in ("done", "error"))
+                _print_outcome(outcome)
+
+            try:
+                outcomes = run_tasks(plan, local=local, remote=remote, client=c, on_outcome=report)
+            finally:
+                bar.close()
+    return 1 if any(o.status in ("error", "stale") for o in outcomes) else 0
+
+
+def _print_outcome(outcome) -> None:
+    if outcome.status == "done":
+        print(f"{outcome.source}: {outcome.message}")
+        for message in outcome.warnings:
+            print(f"selfdeblur: warning: {message}", file=sys.stderr)
+    elif outcome.status == "error":
+        print(f"selfdeblur: error: {outcome.source}: {outcome.message}", file=sys.stderr)
+    elif outcome.status == "stale":
+        print(
+            f"{outcome.source}: {outcome.message}; use --overwrite to replace them", file=sys.stderr
+        )
+    else:
+        print(f"{outcome.source}: {outcome.message}, skipped")
 
 
 def _cmd_refine(args) -> int:
-    from .fileio import read_image
-    from .nonblind import get_method
-    from .plan import fingerprint, make_plan
+    from .batch import REFINE_OUTPUTS, REFINE_SIDECAR, refine_file, refine_job, submit_refine
+    from .plan import make_plan
 
-    spec = get_method(args.method)
     params = {
         k.removeprefix("param_"): v
         for k, v in vars(args).items()
         if k.startswith("param_") and v is not None
     }
-    spec.resolve(params)  # reject options the method does not take before any work
-    if not args.kernel.is_file():
-        raise SelfDeblurError(f"cannot read kernel {args.kernel}: no such file")
-    request = {
-        "command": "refine",
-        "method": args.method,
-        "params": params,
-        "kernel": {"path": str(args.kernel), **fingerprint(args.kernel)},
-    }
+    job, request = refine_job(
+        args.kernel,
+        args.method,
+        params=params,
+        device=args.device,
+        threads=args.threads_per_worker,
+        max_pixels=args.max_pixels,
+    )
     plan = make_plan(
         args.inputs,
         args.out,
-        ("{stem}_refined.tif",),
-        "{stem}_refined.json",
+        REFINE_OUTPUTS,
+        REFINE_SIDECAR,
         request=request,
         protected=(args.kernel,),
         overwrite=args.overwrite,
     )
-    kernel = read_image(args.kernel, max_pixels=args.max_pixels)
-    if kernel.ndim == 3 and kernel.shape[-1] in (3, 4):  # an RGB(A) picture of a kernel
-        kernel = kernel[..., :3].astype(np.float64).mean(-1)
-    estimated = _kernel_is_estimated(args.kernel)
-    failures = 0
-    for task in plan:
-        if _report_skip(task):
-            failures += task.action == "stale"
-            continue
+
+    def local(task):
+        from tqdm import tqdm
+
+        bar = tqdm(desc=task.source.name, unit="plane", disable=args.quiet, leave=False)
+
+        def progress(p) -> None:
+            bar.total = p.planes_total
+            bar.update(p.planes_done - bar.n)
+
         try:
-            _refine_one(task, args, kernel, params, request, estimated=estimated)
-        except SelfDeblurError as exc:
-            print(f"selfdeblur: error: {task.source}: {exc}", file=sys.stderr)
-            failures += 1
-    return 1 if failures else 0
+            return refine_file(task, job, request, callback=progress)
+        finally:
+            bar.close()
 
-
-def _refine_one(task, args, kernel, params, request, *, estimated: bool) -> None:
-    """Read, deconvolve and write one planned input of ``selfdeblur refine``."""
-    from tqdm import tqdm
-
-    from .fileio import read_image
-    from .nonblind.api import refine
-    from .plan import sidecar_fields, write_task
-
-    bar = tqdm(desc=task.source.name, unit="plane", disable=args.quiet, leave=False)
-
-    def progress(p) -> None:
-        bar.total = p.planes_total
-        bar.update(p.planes_done - bar.n)
-
-    try:
-        data = read_image(task.source, max_pixels=args.max_pixels)
-        result = refine(
-            data,
-            kernel,
-            args.method,
-            device=args.device,
-            callback=progress,
-            kernel_estimated=estimated,
-            **params,
-        )
-    finally:
-        bar.close()
-    meta = {**result.metadata(), "kernel": str(args.kernel), **sidecar_fields(task, request)}
-    write_task(task, [result.image], meta)
-    print(f"{task.source}: wrote {task.outputs[0]} ({result.method}, {result.runtime_s:.2f} s)")
-
-
-def _kernel_is_estimated(kernel_path: Path) -> bool:
-    """Whether ``<name>_kernel.tif`` has the sidecar ``<name>.json`` of a blind run beside it.
-
-    A sidecar that cannot be read, or that does not describe a blind run, counts as no sidecar.
-    """
-    from .plan import read_sidecar
-
-    if not kernel_path.stem.endswith("_kernel"):
-        return False
-    meta = read_sidecar(kernel_path.with_name(kernel_path.stem.removesuffix("_kernel") + ".json"))
-    return meta is not None and ("preset" in meta or "config" in meta)
+    return _run_plan(plan, args, local, lambda c, t: submit_refine(c, t, job, request))
 
 
 def _analyze_inputs(args):
@@ -566,7 +535,16 @@ def _cmd_demo(args) -> int:
         f"{sample.kernel.shape[0]}x{sample.kernel.shape[1]} camera-shake kernel; "
         f"preset {args.preset!r}, kernel size {args.kernel_size}"
     )
-    (result,) = _run([sample.blurry.astype(np.float32)], args, "demo")
+    from .api import deblur
+
+    bar = _Bar("demo", args.quiet)
+    try:
+        job = _blind_job(args)
+        result = deblur(
+            sample.blurry.astype(np.float32), job.kernel_size, callback=bar, **job.engine_args()
+        )
+    finally:
+        bar.close()
     p_blur, p_lat = psnr(sample.blurry, sample.sharp), psnr(result.latent, sample.sharp)
     sim = kernel_similarity(result.kernel, sample.kernel)
     arrays = [sample.sharp, sample.blurry, result.latent, result.kernel, sample.kernel]

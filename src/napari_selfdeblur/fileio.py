@@ -48,6 +48,32 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.n
         raise InvalidInputError(f"cannot read {p}: {_one_line(exc)}") from exc
 
 
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The array shape ``read_image`` would return, from the file's header alone (no decoding).
+
+    Raises :class:`InvalidInputError` for what ``read_image`` would refuse to open.
+    """
+    p = Path(path)
+    try:
+        if p.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                if len(tif.series) != 1:
+                    return read_image(p, max_pixels=0).shape  # raises the one-series error
+                return tuple(tif.series[0].shape)
+        from PIL import Image
+
+        with Image.open(p) as im:
+            converted = {"P": 3, "CMYK": 3, "YCbCr": 3, "LA": 4, "PA": 4}  # as read_image does
+            bands = converted.get(im.mode, len(im.getbands()))
+            return (im.size[1], im.size[0]) + ((bands,) if bands > 1 else ())
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise InvalidInputError(f"cannot read {p}: {_one_line(exc)}") from exc
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__

@@ -429,7 +429,18 @@ def refine_task(
     """
     from ..nonblind.api import refine
 
-    planes, lead = _planes(data, geometry.rgb)
+    if is_lazy(data) and len(stack_shape(data, geometry.rgb)) > 0:
+        return lazy_refine_task(
+            data,
+            geometry,
+            kernel,
+            method,
+            params,
+            device=device,
+            kernel_estimated=kernel_estimated,
+            cancel=cancel,
+        )
+    planes, lead = _planes(np.asarray(data), geometry.rgb)
     n = planes.shape[0]
     prepare_kernels(kernel, lead)  # report a bad kernel now, before any work is queued
 
@@ -453,19 +464,131 @@ def refine_task(
             "source_layer": geometry.name,
             "kernel_shape": list(np.shape(kernel)),
         }
-        return [
-            (
-                res.image,
-                {
-                    "name": f"{geometry.name} refined",
-                    "scale": geometry.scale,
-                    "translate": geometry.translate,
-                    "rgb": geometry.rgb,
-                    "metadata": meta,
-                    **geometry.extra,
-                },
-                "image",
-            )
-        ]
+        return [_refined_layer(res.image, geometry, meta)]
 
     return _drive(work, cancel)
+
+
+def _refined_layer(data, geometry: LayerGeometry, meta: dict[str, Any]) -> LayerTuple:
+    kwargs = {
+        "name": f"{geometry.name} refined",
+        "scale": geometry.scale,
+        "translate": geometry.translate,
+        "rgb": geometry.rgb,
+        "metadata": meta,
+        **geometry.extra,
+    }
+    return (data, kwargs, "image")
+
+
+def is_lazy(data: Any) -> bool:
+    """Whether layer data is lazily loaded (a dask or zarr array): anything but a NumPy array."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
+
+
+def stack_shape(data: Any, rgb: bool) -> tuple[int, ...]:
+    """The leading (plane) axes of layer data, from its shape alone."""
+    shape = tuple(data.shape)
+    return shape[: -3 if rgb else -2]
+
+
+def lazy_refine_task(
+    data: Any,
+    geometry: LayerGeometry,
+    kernel: np.ndarray,
+    method: str = DEFAULT_METHOD,
+    params: dict[str, Any] | None = None,
+    *,
+    device: str = "cpu",
+    kernel_estimated: bool = False,
+    cancel: threading.Event | None = None,
+) -> Generator[TaskProgress, None, list[LayerTuple]]:
+    """:func:`refine_task` for a lazily loaded stack: one plane in memory at a time.
+
+    Each plane is read, deconvolved and written into a ``.npy`` file in a new temporary folder
+    (``metadata["store"]``); the result layer is a dask array over that file, so a stack larger
+    than memory can be refined. A cancelled run leaves the planes not reached as they were.
+    """
+    lead = stack_shape(data, geometry.rgb)
+    kernels = prepare_kernels(kernel, lead)
+    index = list(np.ndindex(*lead))
+
+    def work(emit, should_stop):
+        store, done, start, res = None, 0, time.perf_counter(), None
+        for i, idx in enumerate(index):
+            plane = np.asarray(data[idx])
+            if not should_stop():
+                res = _refine_plane(
+                    plane,
+                    kernels[i % len(kernels)],
+                    method=method,
+                    params=params,
+                    device=device,
+                    kernel_estimated=kernel_estimated,
+                    rgb=geometry.rgb,
+                )
+                plane, done = res.image, done + 1
+            store = store if store is not None else _open_store(data.shape, plane.dtype)
+            store[idx] = plane
+            emit(TaskProgress(i + 1, len(index), 0, 0, None, "refine"))
+        store.flush()
+        meta = {
+            **(res.metadata() if res is not None else {}),
+            "source_layer": geometry.name,
+            "kernel_shape": list(np.shape(kernel)),
+            "planes_done": done,
+            "planes_total": len(index),
+            "cancelled": done < len(index),
+            "runtime_s": round(time.perf_counter() - start, 3),
+            "store": store.filename,
+        }
+        return [_refined_layer(_lazy_view(store, len(lead)), geometry, meta)]
+
+    return _drive(work, cancel)
+
+
+def _refine_plane(plane, kernel, *, method, params, device, kernel_estimated, rgb):
+    from ..nonblind.api import refine
+
+    return refine(
+        plane,
+        kernel,
+        method,
+        rgb=rgb,
+        device=device,
+        kernel_estimated=kernel_estimated,
+        **(params or {}),
+    )
+
+
+def _open_store(shape: tuple[int, ...], dtype) -> np.memmap:
+    """A writable ``.npy`` array on disk, in a new temporary folder (removed by the OS's cleanup
+    of temporary files, or by the user; napari can save the layer elsewhere).
+    """
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="selfdeblur-refined-"))
+    return np.lib.format.open_memmap(folder / "refined.npy", mode="w+", dtype=dtype, shape=shape)
+
+
+class NpyFile:
+    """A ``.npy`` file as an array-like that reads only what is indexed (for dask; a memmap
+    given to ``dask.array.from_array`` would be copied into memory whole).
+    """
+
+    def __init__(self, path: str, shape: tuple[int, ...], dtype) -> None:
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.array(np.load(self.path, mmap_mode="r")[key])
+
+
+def _lazy_view(store: np.memmap, leading: int):
+    """A dask array over ``store``'s file, one plane per chunk."""
+    import dask.array as da
+
+    chunks = (1,) * leading + tuple(store.shape[leading:])
+    source = NpyFile(store.filename, store.shape, store.dtype)
+    return da.from_array(source, chunks=chunks, asarray=False, fancy=False)

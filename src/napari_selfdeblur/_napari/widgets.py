@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from ..config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
 from ..errors import SelfDeblurError
 from ..nonblind import DEFAULT_METHOD, METHODS, Param
+from .saving import result_files, save_result
 from .tasks import LayerGeometry, TaskProgress, blind_task, kernel_layer, refine_task, roi_box
 
 if TYPE_CHECKING:
@@ -173,7 +175,15 @@ class _RunnerMixin:
         # Outer bar for stacks: plane i of n (the inner bar counts iterations of that plane).
         self.plane_progress = ProgressBar(value=0, min=0, max=1, label="planes")
         self.status = Label(value="")
+        self.save_button = PushButton(
+            text="Save result...",
+            enabled=False,
+            tooltip="write the last result as a TIFF (its kernel beside it) with a JSON sidecar "
+            "holding every parameter of the run, as the command line does",
+        )
+        self._results: list = []  # the layers of the last run's result, image first
         self.run_button.changed.connect(self._on_run_clicked)
+        self.save_button.changed.connect(self._on_save_clicked)
 
     @property
     def running(self) -> bool:
@@ -183,7 +193,7 @@ class _RunnerMixin:
         """Show ``controls`` (declared once, in display order), then Run, progress and status."""
         self._controls = controls
         bars = [self.plane_progress, self.progress] if planes else [self.progress]
-        self.extend([*controls, self.run_button, *bars, self.status])
+        self.extend([*controls, self.run_button, *bars, self.status, self.save_button])
 
     def _inputs(self) -> list:
         """The controls a run reads (disabled while it runs); labels are not inputs."""
@@ -224,6 +234,54 @@ class _RunnerMixin:
         _stop_on_exit(self.native, worker, self._cancel)
         worker.start()
         return worker
+
+    def _show_results(self, layers) -> None:
+        """Remember the layers a run put, for 'Save result...'."""
+        self._results = list(layers)
+        self.save_button.enabled = bool(self._results)
+
+    def _on_save_clicked(self, *_) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        if not self._results:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self.native,
+            "Save result with its sidecar",
+            f"{self._results[0].name}.tif",
+            "TIFF (*.tif *.tiff)",
+        )
+        if path:  # the dialog has asked before replacing the file chosen, and only that one
+            chosen = Path(path)
+            self.save_result(chosen, replace=result_files(chosen, with_kernel=False)[0] == chosen)
+
+    def save_result(self, path, *, replace: bool = False) -> tuple[Path, ...] | None:
+        """Save the last result's image (and kernel) with a sidecar; the files, or None.
+
+        Never over the file of an open layer, nor over a kernel or sidecar this tool did not
+        write; ``replace`` allows replacing an existing image file (confirmed by the user).
+        """
+        layers = [layer for layer in self._results if layer in self._viewer.layers]
+        if not layers or layers[0] is not self._results[0]:
+            _notify_error("SelfDeblur: the result layer was closed; nothing to save")
+            return None
+        image, kernel = layers[0], (layers[1] if len(layers) > 1 else None)
+        protected = [layer.source.path for layer in self._viewer.layers if layer.source.path]
+        try:
+            files = save_result(
+                path,
+                np.asarray(image.data),
+                dict(image.metadata),
+                kernel=None if kernel is None else np.asarray(kernel.data),
+                protected=protected,
+                replace=replace,
+            )
+        except (SelfDeblurError, OSError) as exc:
+            _notify_error(f"SelfDeblur: not saved: {exc}")
+            self.status.value = f"not saved: {exc}"
+            return None
+        self.status.value = f"saved {files[0].name} with its sidecar {files[-1].name}"
+        return files
 
     def _bad_input(self, exc: Exception) -> None:
         """Report input that was rejected before a run started; nothing runs."""
@@ -309,17 +367,20 @@ def _result_name(kwargs: dict[str, Any], suffix: str) -> dict[str, Any]:
     return {**kwargs, "name": f"{kwargs['name']} ({suffix})"}
 
 
-def _put_results(viewer, layers, *, suffix: str | None, keep: bool) -> None:
+def _put_results(viewer, layers, *, suffix: str | None, keep: bool) -> list:
     """Put a run's result layers: under their own names (replacing), or with ``suffix``
     (a cancelled or partial result never replaces a complete one), or as new layers (``keep``).
+    Returns the napari layers, in the order given.
     """
+    out = []
     for data, kwargs, _ in layers:
         if suffix is not None:
             kwargs = _result_name(kwargs, suffix)
         if keep:
-            viewer.add_image(data, **kwargs)  # napari numbers a repeated name
+            out.append(viewer.add_image(data, **kwargs))  # napari numbers a repeated name
         else:
-            _put_layer(viewer, data, kwargs)
+            out.append(_put_layer(viewer, data, kwargs))
+    return out
 
 
 # -- blind deconvolution ------------------------------------------------------------------------
@@ -615,7 +676,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         suffix = "cancelled" if cancelled else None
         if self.keep_results.value and not cancelled:
             suffix = f"{meta.get('preset', 'custom')}, seed {meta.get('seed', '?')}"
-        _put_results(self._viewer, layers, suffix=suffix, keep=self.keep_results.value)
+        self._show_results(
+            _put_results(self._viewer, layers, suffix=suffix, keep=self.keep_results.value)
+        )
         for run in meta.get("runs", []):
             plane = f" (plane {run['plane'] + 1})" if meta.get("planes", 1) > 1 else ""
             for message in run.get("diagnosis", {}).get("warnings", []):
@@ -815,7 +878,7 @@ class RefineWidget(Container, _RunnerMixin):
                 raise SelfDeblurError("no image layer selected: add or choose an image")
             self._cancel = threading.Event()
             task = refine_task(
-                np.asarray(layer.data),
+                layer.data,  # a lazy (dask) stack is refined plane by plane
                 _geometry(layer),
                 self.kernel(),
                 self.method.value,
@@ -838,7 +901,9 @@ class RefineWidget(Container, _RunnerMixin):
         cancelled = bool(meta.get("cancelled"))
         suffix = meta.get("method") if self.keep_results.value else None
         suffix = "partial" if cancelled else suffix
-        _put_results(self._viewer, layers, suffix=suffix, keep=self.keep_results.value)
+        self._show_results(
+            _put_results(self._viewer, layers, suffix=suffix, keep=self.keep_results.value)
+        )
         if meta.get("cancelled"):
             _notify_info(
                 f"SelfDeblur refinement cancelled: {meta['planes_done']} of "

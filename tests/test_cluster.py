@@ -1,0 +1,187 @@
+"""Batches on a Dask cluster (``distributed``): same outputs as in-process, failures, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_selfdeblur import cli
+from napari_selfdeblur.batch import deblur_many, parse_scheduler, refine_many
+from napari_selfdeblur.errors import InvalidInputError
+from napari_selfdeblur.evaluation.sample import blurred_sample
+
+distributed = pytest.importorskip("distributed")
+
+
+def _inputs(folder: Path, count: int = 4, *, stack: bool = True) -> list[Path]:
+    """``count`` tiny blurred images, the last one a 2-plane stack."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        img = blurred_sample((32, 32), seed=i).blurry.astype(np.float32)
+        if stack and i == count - 1:
+            img = np.stack([img, img[::-1].copy()])
+        paths.append(folder / f"img{i}.tif")
+        tifffile.imwrite(paths[-1], img)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def test_scheduler_option_is_parsed_and_bad_values_are_refused():
+    assert parse_scheduler(None) is None
+    assert parse_scheduler("local:3") == ("local", 3)
+    assert parse_scheduler("local", threads=1)[1] == max(1, os.cpu_count() or 1)
+    assert parse_scheduler("tcp://10.0.0.1:8786") == ("tcp://10.0.0.1:8786", None)
+    for bad in ("local:0", "local:x", "nonsense"):
+        with pytest.raises(InvalidInputError, match="--scheduler"):
+            parse_scheduler(bad)
+
+
+@pytest.mark.slow
+def test_local_cluster_outputs_are_bit_identical_to_in_process(tmp_path):
+    paths = _inputs(tmp_path / "in")
+    common = ["-k", "5", "--preset", "quick", "--threads-per-worker", "1", "--quiet"]
+    assert cli.main(["deblur", *map(str, paths), "-o", str(tmp_path / "here"), *common]) == 0
+    cluster = ["--scheduler", "local:2", "-o", str(tmp_path / "cl")]
+    assert cli.main(["deblur", *map(str, paths), *cluster, *common]) == 0
+    for p in paths:
+        for name in (f"{p.stem}_latent.tif", f"{p.stem}_kernel.tif"):
+            a, b = (
+                tifffile.imread(tmp_path / "here" / name),
+                tifffile.imread(tmp_path / "cl" / name),
+            )
+            assert a.shape == b.shape and np.array_equal(a, b), name
+        side = json.loads((tmp_path / "cl" / f"{p.stem}.json").read_text())
+        assert side["complete"] is True and side["preset"] == "quick"
+    assert json.loads((tmp_path / "cl" / "img3.json").read_text())["planes"] == 2
+
+
+def test_unreachable_scheduler_fails_fast_with_one_line(tmp_path, capsys):
+    paths = _inputs(tmp_path / "in", 1, stack=False)
+    start = time.monotonic()
+    rc = cli.main(
+        [
+            "deblur",
+            str(paths[0]),
+            "-k",
+            "5",
+            "-o",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            "--scheduler-timeout",
+            "2",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and time.monotonic() - start < 30
+    assert "cannot reach the scheduler at tcp://127.0.0.1:9" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "img0_latent.tif").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_still_completes_the_batch_or_reports_what_is_missing(tmp_path, client):
+    paths = _inputs(tmp_path / "in", 4, stack=False)
+    out = tmp_path / "out"
+    pids = list(client.run(os.getpid).values())
+    killed = []
+
+    def kill_once(outcome) -> None:
+        if not killed:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    options = {"preset": "demo", "iterations": 40, "threads": 1}
+    first = deblur_many(paths, 5, out=out, client=client, on_outcome=kill_once, **options)
+    assert killed and len(first) == 4
+    missing = {o.source for o in first if o.status != "done"}
+    for o in first:
+        assert o.status in ("done", "error")
+        assert (out / f"{Path(o.source).stem}_latent.tif").exists() == (o.status == "done")
+    second = deblur_many(paths, 5, out=out, client=client, **options)
+    assert {o.source for o in second if o.status == "done"} == missing
+    assert all(o.status == "skip" for o in second if o.source not in missing)
+    assert all((out / f"{p.stem}_latent.tif").exists() for p in paths)
+
+
+def test_arrays_run_on_the_cluster_as_in_process(client):
+    images = [blurred_sample((32, 32), seed=i).blurry for i in range(2)]
+    images.append(np.zeros((2, 2)))  # too small: an error for that input only
+    here = deblur_many(images, 5, preset="quick", threads=1)
+    there = deblur_many(images, 5, preset="quick", threads=1, client=client)
+    assert [o.status for o in there] == ["done", "done", "error"] == [o.status for o in here]
+    assert "too small" in there[2].message or "pixels" in there[2].message
+    for a, b in zip(here[:2], there[:2], strict=True):
+        assert np.array_equal(a.value.latent, b.value.latent)
+    kernel = here[0].value.kernel
+    refined = refine_many(images[:2], kernel, "wiener", client=client)
+    assert all(o.status == "done" and o.value.image.shape == (32, 32) for o in refined)
+
+
+def test_refine_on_a_cluster_writes_sidecars_and_resumes(tmp_path, client, capsys):
+    paths = _inputs(tmp_path / "in", 3)
+    kernel = tmp_path / "k.tif"
+    tifffile.imwrite(kernel, blurred_sample((32, 32)).kernel.astype(np.float32))
+    args = ["refine", *map(str, paths), "-K", str(kernel), "-o", str(tmp_path / "out")]
+    args += ["--scheduler", client.scheduler.address, "--quiet", "-m", "wiener"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0
+    outs = capsys.readouterr().out
+    assert outs.count("wrote") == 3 and outs.count("skipped") == 3
+    side = json.loads((tmp_path / "out" / "img2_refined.json").read_text())
+    assert side["method"] == "wiener" and side["complete"] is True
+
+
+def _lazy_stack(planes: int, side: int):
+    """A dask stack whose planes are made on demand: it never exists whole in memory."""
+    import dask
+    import dask.array as da
+
+    def plane(i: int) -> np.ndarray:
+        return blurred_sample((side, side), seed=i % 3).blurry.astype(np.float64)
+
+    parts = [
+        da.from_delayed(dask.delayed(plane)(i), (side, side), dtype=np.float64)
+        for i in range(planes)
+    ]
+    return da.stack(parts), plane
+
+
+def test_a_lazy_stack_is_refined_plane_by_plane_within_a_fraction_of_its_size():
+    import tracemalloc
+
+    from napari_selfdeblur._napari.tasks import LayerGeometry, refine_task, run_to_end
+    from napari_selfdeblur.nonblind.api import refine
+
+    stack, plane = _lazy_stack(64, 160)  # 13 MB as float64
+    kernel = blurred_sample((32, 32)).kernel
+    refine(plane(0), kernel, "wiener")  # imports and first-call caches are not the stack's cost
+    tracemalloc.start()
+    try:
+        task = refine_task(stack, LayerGeometry.plain("movie", 3), kernel, "wiener")
+        ((data, kwargs, _),) = run_to_end(task)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < stack.nbytes / 3, (peak, stack.nbytes)  # the whole stack would be 1x
+    assert not isinstance(data, np.ndarray) and data.shape == stack.shape  # still lazy
+    assert kwargs["metadata"]["planes_done"] == 64 and Path(kwargs["metadata"]["store"]).is_file()
+    for i in (0, 63):
+        expected = refine(plane(i), kernel, "wiener").image
+        np.testing.assert_allclose(np.asarray(data[i]), expected, rtol=1e-6, atol=1e-9)
