@@ -328,3 +328,28 @@ def test_napari_save_writes_the_image_and_a_sidecar_and_refuses_foreign_files(tm
         save_result(tmp_path / "theirs.tif", img, {})
     assert (tmp_path / "theirs.tif").read_bytes() == b"not ours"
     assert not (tmp_path / "theirs.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("shape", "plane_ndim", "kwargs"),
+    [
+        ((3, 20, 30), 2, {}),  # stored as one planar-RGB page: read whole, then indexed
+        ((5, 20, 30), 2, {}),  # one page per plane: only that page is read
+        ((2, 5, 20, 30), 2, {"compression": "zlib"}),
+        ((2, 20, 30, 3), 3, {"photometric": "rgb"}),
+        ((4, 20, 30), 2, {"compression": "zlib"}),
+        ((20, 30), 2, {}),
+    ],
+)
+def test_one_plane_is_read_as_read_image_would_give_it(tmp_path, shape, plane_ndim, kwargs):
+    from napari_selfdeblur.fileio import image_shape, read_image, read_plane
+
+    data = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, data, **kwargs)
+    assert image_shape(path) == read_image(path).shape == shape
+    planes = read_image(path).reshape((-1, *shape[len(shape) - plane_ndim :]))
+    for i in range(planes.shape[0]):
+        np.testing.assert_array_equal(read_plane(path, i, plane_ndim), planes[i])
+    with pytest.raises(InvalidInputError, match="declares"):
+        read_plane(path, 0, plane_ndim, max_pixels=10)

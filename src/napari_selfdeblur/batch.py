@@ -30,8 +30,8 @@ import numpy as np
 
 from .config import DEFAULT_PRESET, DeblurConfig
 from .errors import InvalidInputError, SelfDeblurError
-from .fileio import MAX_PIXELS, image_shape, read_image
-from .imaging.layout import split_layout
+from .fileio import MAX_PIXELS, image_shape, read_image, read_plane
+from .imaging.layout import plane_count, split_layout
 from .plan import Task, sidecar_fields, write_task
 
 #: Seconds to wait for a scheduler address to answer before giving up.
@@ -134,22 +134,18 @@ def _set_threads(threads: int | None) -> None:
             torch.set_num_threads(int(threads))
 
 
-def _plane_count(shape: tuple[int, ...]) -> int:
-    _, lead = split_layout(shape, None)
-    return int(np.prod(lead)) if lead else 1
-
-
 # -- blind: work that runs in a task --------------------------------------------------------------
 
 
 def deblur_plane(source: Path, index: int, job: BlindJob):
     """Blind deconvolution of plane ``index`` of the file ``source`` (a task of a cluster run)."""
     from .api import deblur
-    from .imaging.layout import split_planes
 
     _set_threads(job.threads)
-    planes, _, _ = split_planes(read_image(source, max_pixels=job.max_pixels))
-    return _labelled(deblur(planes[index], job.kernel_size, **job.engine_args()), job)
+    shape = image_shape(source)
+    plane_ndim = len(shape) - len(split_layout(shape, None)[1])
+    plane = read_plane(source, index, plane_ndim, max_pixels=job.max_pixels)
+    return _labelled(deblur(plane, job.kernel_size, **job.engine_args()), job)
 
 
 def _labelled(result, job: BlindJob):
@@ -315,7 +311,7 @@ def gather(
 def submit_deblur(client, task: Task, job: BlindJob, request: dict[str, Any]):
     """Submit one input: a single task, or for a stack one task per plane and an assembly."""
     shape = image_shape(task.source)
-    n = _plane_count(shape)
+    n = plane_count(shape)
     if n == 1:
         return client.submit(deblur_file, task, job, request, pure=False)
     planes = [client.submit(deblur_plane, task.source, i, job, pure=False) for i in range(n)]

@@ -327,13 +327,12 @@ def _cmd_deblur(args) -> int:
 
 def _planes_in(path: Path) -> int:
     from .fileio import image_shape
-    from .imaging.layout import split_layout
+    from .imaging.layout import plane_count
 
     try:
-        _, lead = split_layout(image_shape(path), None)
+        return plane_count(image_shape(path))
     except SelfDeblurError:
         return 1  # the read reports the problem
-    return int(np.prod(lead)) if lead else 1
 
 
 def _run_plan(plan, args, local, remote) -> int:

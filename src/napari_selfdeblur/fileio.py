@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,50 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.n
     (e.g. an image and its thumbnail) are refused rather than guessed. Files whose header
     declares more than ``max_pixels`` values are refused before decoding.
     """
+    return _with_file(
+        path,
+        lambda p: _read_tiff(p, max_pixels),
+        lambda p: _read_pil(p, max_pixels),
+    )
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The array shape ``read_image`` would return, from the file's header alone (no decoding).
+
+    Raises :class:`InvalidInputError` for what ``read_image`` would refuse to open.
+    """
+    return _with_file(path, _tiff_shape, _pil_shape)
+
+
+def read_plane(
+    path: str | os.PathLike, index: int, plane_ndim: int, *, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Plane ``index`` (in the flattened order of the leading axes) of the image at ``path``,
+    where a plane is the last ``plane_ndim`` axes: ``read_image(path)`` reshaped to planes,
+    indexed. A TIFF stored one page per plane is read one page only; any other file is read whole.
+    """
+
+    def tiff(p: Path) -> np.ndarray:
+        import tifffile
+
+        with tifffile.TiffFile(p) as tif:
+            series = _one_series(tif, p)
+            _check_pixels(p, tuple(series.shape), max_pixels)
+            plane = tuple(series.shape[len(series.shape) - plane_ndim :])
+            planes = int(np.prod(series.shape[: len(series.shape) - plane_ndim]))
+            if len(series.pages) == planes and tuple(series.pages[0].shape) == plane:
+                return np.asarray(tif.asarray(key=index, series=0)).reshape(plane)
+            return _planes_of(np.asarray(series.asarray()), plane_ndim)[index]
+
+    return _with_file(path, tiff, lambda p: _planes_of(_read_pil(p, max_pixels), plane_ndim)[index])
+
+
+def _planes_of(arr: np.ndarray, plane_ndim: int) -> np.ndarray:
+    return arr.reshape((-1, *arr.shape[arr.ndim - plane_ndim :]))
+
+
+def _with_file(path: str | os.PathLike, tiff: Callable, other: Callable) -> Any:
+    """``tiff(p)`` or ``other(p)`` by the file's type; every failure one InvalidInputError."""
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"cannot read {p}: no such file")
@@ -41,33 +85,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.n
             f"(use {', '.join(sorted(TIFF_SUFFIXES | PIL_SUFFIXES))})"
         )
     try:
-        return _read_tiff(p, max_pixels) if suffix in TIFF_SUFFIXES else _read_pil(p, max_pixels)
-    except InvalidInputError:
-        raise
-    except Exception as exc:
-        raise InvalidInputError(f"cannot read {p}: {_one_line(exc)}") from exc
-
-
-def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
-    """The array shape ``read_image`` would return, from the file's header alone (no decoding).
-
-    Raises :class:`InvalidInputError` for what ``read_image`` would refuse to open.
-    """
-    p = Path(path)
-    try:
-        if p.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
-
-            with tifffile.TiffFile(p) as tif:
-                if len(tif.series) != 1:
-                    return read_image(p, max_pixels=0).shape  # raises the one-series error
-                return tuple(tif.series[0].shape)
-        from PIL import Image
-
-        with Image.open(p) as im:
-            converted = {"P": 3, "CMYK": 3, "YCbCr": 3, "LA": 4, "PA": 4}  # as read_image does
-            bands = converted.get(im.mode, len(im.getbands()))
-            return (im.size[1], im.size[0]) + ((bands,) if bands > 1 else ())
+        return tiff(p) if suffix in TIFF_SUFFIXES else other(p)
     except InvalidInputError:
         raise
     except Exception as exc:
@@ -88,21 +106,38 @@ def _check_pixels(p: Path, shape: tuple[int, ...], max_pixels: int) -> None:
         )
 
 
+def _one_series(tif, p: Path):
+    """The one image series of an open TIFF; refuse files with none or several."""
+    series = tif.series
+    if not series:
+        raise InvalidInputError(f"cannot read {p}: the TIFF holds no image")
+    if len(series) > 1:
+        shapes = ", ".join(str(tuple(s.shape)) for s in series[:4])
+        raise InvalidInputError(
+            f"{p} holds {len(series)} image series ({shapes}); save the one to deblur "
+            "as its own file"
+        )
+    return series[0]
+
+
+def _tiff_shape(p: Path) -> tuple[int, ...]:
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        return tuple(_one_series(tif, p).shape)
+
+
 def _read_tiff(p: Path, max_pixels: int) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(p) as tif:
-        series = tif.series
-        if not series:
-            raise InvalidInputError(f"cannot read {p}: the TIFF holds no image")
-        if len(series) > 1:
-            shapes = ", ".join(str(tuple(s.shape)) for s in series[:4])
-            raise InvalidInputError(
-                f"{p} holds {len(series)} image series ({shapes}); save the one to deblur "
-                "as its own file"
-            )
-        _check_pixels(p, tuple(series[0].shape), max_pixels)
-        return np.asarray(series[0].asarray())
+        series = _one_series(tif, p)
+        _check_pixels(p, tuple(series.shape), max_pixels)
+        return np.asarray(series.asarray())
+
+
+#: PIL modes that are converted on reading, and what to.
+_PIL_CONVERSIONS = {"P": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LA": "RGBA", "PA": "RGBA"}
 
 
 def _read_pil(p: Path, max_pixels: int) -> np.ndarray:
@@ -110,9 +145,18 @@ def _read_pil(p: Path, max_pixels: int) -> np.ndarray:
 
     with Image.open(p) as im:
         _check_pixels(p, (im.size[1], im.size[0], len(im.getbands())), max_pixels)
-        if im.mode in ("P", "CMYK", "YCbCr", "LA", "PA"):
-            im = im.convert("RGBA" if "A" in im.mode else "RGB")
+        if im.mode in _PIL_CONVERSIONS:
+            im = im.convert(_PIL_CONVERSIONS[im.mode])
         return np.asarray(im)
+
+
+def _pil_shape(p: Path) -> tuple[int, ...]:
+    from PIL import Image
+
+    with Image.open(p) as im:
+        mode = _PIL_CONVERSIONS.get(im.mode, im.mode)
+        bands = Image.getmodebands(mode)
+        return (im.size[1], im.size[0]) + ((bands,) if bands > 1 else ())
 
 
 @contextlib.contextmanager

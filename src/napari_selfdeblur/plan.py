@@ -111,7 +111,7 @@ def make_plan(
     return plan
 
 
-def _key(path: Path) -> str:
+def path_key(path: str | os.PathLike) -> str:
     """A path's identity for comparisons: absolute, links resolved, case as the OS compares."""
     return os.path.normcase(os.path.realpath(path))
 
@@ -119,15 +119,15 @@ def _key(path: Path) -> str:
 def _check_collisions(tasks, protected: Sequence[Path]) -> None:
     readers: dict[str, Path] = {}
     for src, _, _ in tasks:
-        if _key(src) in readers:
+        if path_key(src) in readers:
             raise InvalidInputError(f"{src} is listed more than once")
-        readers[_key(src)] = src
+        readers[path_key(src)] = src
     for p in protected:
-        readers.setdefault(_key(p), p)
+        readers.setdefault(path_key(p), p)
     writers: dict[str, Path] = {}
     for src, outs, side in tasks:
         for out in (*outs, side):
-            key = _key(out)
+            key = path_key(out)
             if key in readers:
                 raise InvalidInputError(
                     f"output {out} for {src} would replace the input {readers[key]}; "

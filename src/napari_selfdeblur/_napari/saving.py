@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..plan import Task, claim, write_task
+from ..plan import Task, claim, path_key, write_task
 from ..provenance import header
 
 RESULT_SUFFIXES = (".tif", ".tiff")
@@ -54,9 +54,9 @@ def save_result(
     """
     files = result_files(path, with_kernel=kernel is not None)
     image_path, side = files[0], files[-1]
-    keys = {os.path.normcase(os.path.realpath(p)) for p in protected}
+    keys = {path_key(p) for p in protected}
     for f in files:
-        if os.path.normcase(os.path.realpath(f)) in keys:
+        if path_key(f) in keys:
             raise InvalidInputError(f"{f} is the file of an open layer; choose another name")
     if not image_path.parent.is_dir():
         raise InvalidInputError(f"cannot save to {image_path}: {image_path.parent} is not a folder")

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..imaging.image import Intensity
-from ..imaging.layout import split_planes
+from ..imaging.layout import split_layout, split_planes
 from ..imaging.psf import prepare_kernels
 from ..nonblind import DEFAULT_METHOD
 from ..provenance import header
@@ -429,17 +429,17 @@ def refine_task(
     """
     from ..nonblind.api import refine
 
-    if is_lazy(data) and len(stack_shape(data, geometry.rgb)) > 0:
-        return lazy_refine_task(
+    if is_lazy(data) and split_layout(data.shape, geometry.rgb)[1]:
+        lazy = _lazy_refine_work(
             data,
             geometry,
             kernel,
-            method,
-            params,
+            method=method,
+            params=params,
             device=device,
             kernel_estimated=kernel_estimated,
-            cancel=cancel,
         )
+        return _drive(lazy, cancel)
     planes, lead = _planes(np.asarray(data), geometry.rgb)
     n = planes.shape[0]
     prepare_kernels(kernel, lead)  # report a bad kernel now, before any work is queued
@@ -486,30 +486,14 @@ def is_lazy(data: Any) -> bool:
     return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
 
 
-def stack_shape(data: Any, rgb: bool) -> tuple[int, ...]:
-    """The leading (plane) axes of layer data, from its shape alone."""
-    shape = tuple(data.shape)
-    return shape[: -3 if rgb else -2]
-
-
-def lazy_refine_task(
-    data: Any,
-    geometry: LayerGeometry,
-    kernel: np.ndarray,
-    method: str = DEFAULT_METHOD,
-    params: dict[str, Any] | None = None,
-    *,
-    device: str = "cpu",
-    kernel_estimated: bool = False,
-    cancel: threading.Event | None = None,
-) -> Generator[TaskProgress, None, list[LayerTuple]]:
-    """:func:`refine_task` for a lazily loaded stack: one plane in memory at a time.
+def _lazy_refine_work(data, geometry, kernel, *, method, params, device, kernel_estimated):
+    """The work of :func:`refine_task` for a lazily loaded stack: one plane in memory at a time.
 
     Each plane is read, deconvolved and written into a ``.npy`` file in a new temporary folder
     (``metadata["store"]``); the result layer is a dask array over that file, so a stack larger
     than memory can be refined. A cancelled run leaves the planes not reached as they were.
     """
-    lead = stack_shape(data, geometry.rgb)
+    lead = split_layout(data.shape, geometry.rgb)[1]
     kernels = prepare_kernels(kernel, lead)
     index = list(np.ndindex(*lead))
 
@@ -544,7 +528,7 @@ def lazy_refine_task(
         }
         return [_refined_layer(_lazy_view(store, len(lead)), geometry, meta)]
 
-    return _drive(work, cancel)
+    return work
 
 
 def _refine_plane(plane, kernel, *, method, params, device, kernel_estimated, rgb):

@@ -33,11 +33,15 @@ def split_layout(shape: tuple[int, ...], rgb: bool | None) -> tuple[bool, tuple[
     return False, tuple(shape[:-2])
 
 
+def plane_count(shape: tuple[int, ...], rgb: bool | None = None) -> int:
+    """How many planes an array of ``shape`` holds (1 for a single image)."""
+    return int(np.prod(split_layout(shape, rgb)[1]))
+
+
 def split_planes(
     image: np.ndarray, rgb: bool | None = None
 ) -> tuple[np.ndarray, tuple[int, ...], bool]:
     """An image or stack as (N, H, W) or (N, H, W, C) planes, its stack shape, and the RGB flag."""
     arr = np.asarray(image)
     is_rgb, lead = split_layout(arr.shape, rgb)
-    n = int(np.prod(lead)) if lead else 1
-    return arr.reshape((n, *arr.shape[len(lead) :])), lead, is_rgb
+    return arr.reshape((int(np.prod(lead)), *arr.shape[len(lead) :])), lead, is_rgb
