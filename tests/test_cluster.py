@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_selfdeblur import cli
-from napari_selfdeblur.batch import deblur_many, parse_scheduler, refine_many
+from napari_selfdeblur.batch import deblur_many, open_client, parse_scheduler, refine_many
 from napari_selfdeblur.errors import InvalidInputError
 from napari_selfdeblur.evaluation.sample import blurred_sample
 
@@ -44,6 +45,8 @@ def client():
 
 def test_scheduler_option_is_parsed_and_bad_values_are_refused():
     assert parse_scheduler(None) is None
+    with pytest.raises(InvalidInputError, match="names no cluster"), open_client(" "):
+        pass  # no silent fallback to some cluster
     assert parse_scheduler("local:3") == ("local", 3)
     assert parse_scheduler("local", threads=1)[1] == max(1, os.cpu_count() or 1)
     assert parse_scheduler("tcp://10.0.0.1:8786") == ("tcp://10.0.0.1:8786", None)
@@ -172,7 +175,7 @@ from napari_selfdeblur._napari.tasks import LayerGeometry, refine_task, run_to_e
 from napari_selfdeblur.evaluation.sample import blurred_sample
 from napari_selfdeblur.nonblind.api import refine
 
-stack, plane = _lazy_stack(64, 160)  # 13 MB as float64
+stack, plane = _lazy_stack(128, 160)  # 26 MB as float64
 kernel = blurred_sample((32, 32)).kernel
 refine(plane(0), kernel, "wiener")  # imports and first-call caches are not the stack's cost
 tracemalloc.start()
@@ -180,8 +183,8 @@ tracemalloc.start()
 peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
 assert not isinstance(data, np.ndarray) and data.shape == stack.shape  # still lazy
-assert kwargs["metadata"]["planes_done"] == 64
-for i in (0, 63):
+assert kwargs["metadata"]["planes_done"] == 128
+for i in (0, 127):
     expected = refine(plane(i), kernel, "wiener").image
     np.testing.assert_allclose(np.asarray(data[i]), expected, rtol=1e-6, atol=1e-9)
 print(peak, stack.nbytes)
@@ -202,3 +205,101 @@ def test_a_lazy_stack_is_refined_plane_by_plane_within_a_fraction_of_its_size():
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak, nbytes = map(int, proc.stdout.split()[-2:])
     assert peak < nbytes / 3, (peak, nbytes)  # loading the stack whole would be 1x
+
+
+# -- napari tasks: lazy stacks and a cluster -------------------------------------------------------
+
+
+def _tiny_blind(tiny_config):
+    return tiny_config.replace(iterations=4, lr_milestones=(2, 3), ssim_start=2)
+
+
+@pytest.mark.parametrize("mode", ["per-plane", "refine"])
+def test_a_lazy_stack_is_deblurred_plane_by_plane_as_in_memory(tiny_config, mode):
+    from napari_selfdeblur._napari.tasks import LayerGeometry, blind_task, run_to_end
+
+    stack, _ = _lazy_stack(3, 40)
+    geo, cfg = LayerGeometry.plain("lazy", 3), _tiny_blind(tiny_config)
+    options = {"preset": cfg, "stack_mode": mode, "current_plane": 1}
+    (lazy, lazy_kw, _), (kernel, _, _) = run_to_end(blind_task(stack, geo, 5, **options))
+    (dense, _, _), (dense_kernel, _, _) = run_to_end(
+        blind_task(np.asarray(stack), geo, 5, **options)
+    )
+    assert not isinstance(lazy, np.ndarray) and lazy.shape == stack.shape  # still lazy
+    assert Path(lazy_kw["metadata"]["store"]).is_file()
+    np.testing.assert_allclose(np.asarray(lazy), dense, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kernel, dense_kernel, rtol=1e-5, atol=1e-7)
+    blind = [r["plane"] for r in lazy_kw["metadata"]["runs"]]
+    assert blind == ([0, 1, 2] if mode == "per-plane" else [1])
+
+
+def test_the_blind_task_hands_a_stack_to_a_cluster_one_task_per_plane(tiny_config, client):
+    from napari_selfdeblur._napari.tasks import LayerGeometry, blind_task, run_to_end
+
+    planes = np.stack([blurred_sample((40, 40), seed=s).blurry for s in range(3)])
+    geo, cfg = LayerGeometry.plain("stack", 3), _tiny_blind(tiny_config)
+    seen = []
+    task = blind_task(
+        planes, geo, 5, preset=cfg, stack_mode="per-plane", scheduler=client.scheduler.address
+    )
+    (latent, meta, _), (kernels, _, _) = run_to_end(task, seen.append)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as Dask's workers run torch (one thread per worker process)
+    try:
+        (local, _, _), (local_kernels, _, _) = run_to_end(
+            blind_task(planes, geo, 5, preset=cfg, stack_mode="per-plane")
+        )
+    finally:
+        torch.set_num_threads(threads)
+    # Per-plane progress: 1, 2, 3 planes done (in completion order).
+    assert [p.plane for p in seen if p.stage == "blind (cluster)"] == [1, 2, 3]
+    assert [r["plane"] for r in meta["metadata"]["runs"]] == [0, 1, 2]
+    np.testing.assert_array_equal(latent, local)
+    np.testing.assert_array_equal(kernels, local_kernels)
+
+
+def test_the_refine_task_runs_planes_on_a_cluster_and_reports_a_bad_address(client):
+    from napari_selfdeblur._napari.tasks import LayerGeometry, refine_task, run_to_end
+
+    planes = np.stack([blurred_sample((40, 40), seed=s).blurry for s in range(3)])
+    kernel = blurred_sample((40, 40)).kernel
+    geo = LayerGeometry.plain("stack", 3)
+    task = refine_task(planes, geo, kernel, "wiener", scheduler=client.scheduler.address)
+    ((remote, kw, _),) = run_to_end(task)
+    ((local, local_kw, _),) = run_to_end(refine_task(planes, geo, kernel, "wiener"))
+    np.testing.assert_allclose(remote, local, rtol=1e-6, atol=1e-9)
+    assert len(kw["metadata"]["strengths"]) == 3 and kw["metadata"]["planes_done"] == 3
+    assert kw["metadata"]["noise_sigmas"] == pytest.approx(local_kw["metadata"]["noise_sigmas"])
+    with pytest.raises(InvalidInputError, match="local or local:N"):
+        refine_task(planes, geo, kernel, "wiener", scheduler="local:0")  # refused at once
+    task = refine_task(planes, geo, kernel, "wiener", scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(InvalidInputError, match="cannot reach the scheduler"):
+        run_to_end(task)
+
+
+def test_stream_keeps_a_bounded_window_in_flight_and_stops_when_asked(client):
+    from napari_selfdeblur.batch import stream
+
+    pulled, outcomes = [], []
+
+    def items():
+        for i in range(12):
+            pulled.append(i)
+            yield i, (i,)
+
+    def first_seen(outcome):
+        outcomes.append((outcome.source, len(pulled)))
+
+    stream(items(), abs, client=client, window=3, on_outcome=first_seen)
+    assert sorted(s for s, _ in outcomes) == list(range(12))
+    assert outcomes[0][1] <= 4  # read a window ahead of the workers, not all at once
+    done = []
+    stream(
+        ((i, (i,)) for i in range(12)),
+        abs,
+        client=client,
+        window=2,
+        should_stop=lambda: len(done) >= 3,
+        on_outcome=done.append,
+    )
+    assert 3 <= len(done) < 12

@@ -443,3 +443,50 @@ def test_a_result_is_saved_with_its_sidecar(viewer, qtbot, tmp_path, monkeypatch
     assert (tmp_path / "other.json").read_text() == "my notes"
     assert not (tmp_path / "other.tif").exists()
     assert len(errors) == 2 and "not written by this tool" in errors[1]
+
+
+def test_a_lazy_stack_goes_to_a_cluster_and_is_saved_plane_by_plane(viewer, qtbot, tmp_path):
+    """A dask layer is never loaded whole: the cluster field runs its planes as tasks, the
+    result is a dask layer over a file, and Save result writes it page by page.
+    """
+    import dask.array as da
+    import tifffile
+
+    distributed = pytest.importorskip("distributed")
+    stack = np.stack([sharp_scene((40, 40), seed=s) for s in range(3)]).astype(np.float32)
+    layer = viewer.add_image(da.from_array(stack, chunks=(1, 40, 40)), name="big")
+    widget = RefineWidget(viewer)
+    widget.image.value = layer
+    widget.kernel_source.value = "gaussian"
+    widget.method.value = "wiener"
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    )
+    with cluster:
+        widget.scheduler.value = cluster.scheduler_address
+        stages = []
+        widget._report_activity = lambda done, total, text: stages.append((done, total, text))
+        widget.run()
+        wait_idle(qtbot, widget)
+    result = viewer.layers["big refined"]
+    assert not isinstance(result.data, np.ndarray) and result.data.shape == stack.shape
+    assert (3, 3, "SelfDeblur on a cluster") in stages, stages  # progress per plane
+    widget.scheduler.value = ""
+    in_process = RefineWidget(viewer)
+    in_process.image.value = viewer.add_image(stack, name="small")
+    in_process.kernel_source.value = "gaussian"
+    in_process.method.value = "wiener"
+    in_process.run()
+    wait_idle(qtbot, in_process)
+    expected = viewer.layers["small refined"].data
+    np.testing.assert_allclose(np.asarray(result.data), expected, rtol=1e-6, atol=1e-9)
+    files = widget.save_result(tmp_path / "big.tif")
+    np.testing.assert_array_equal(tifffile.imread(files[0]), np.asarray(result.data))
+
+
+def test_a_bad_cluster_address_is_refused_before_any_work(viewer, errors):
+    widget = RefineWidget(viewer)
+    widget.image.value = viewer.add_image(sharp_scene((40, 40)), name="x")
+    widget.kernel_source.value = "gaussian"
+    widget.scheduler.value = "local:zero"
+    assert widget.run() is None and "local or local:N" in errors[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -264,7 +264,10 @@ def open_client(
             "a --scheduler needs the 'distributed' package: "
             "pip install 'napari-selfdeblur[cluster]'"
         ) from None
-    kind, workers = parse_scheduler(spec, threads) or ("local", 1)
+    parsed = parse_scheduler(spec, threads)
+    if parsed is None:
+        raise InvalidInputError(f"--scheduler {spec!r} names no cluster: use local[:N] or ADDRESS")
+    kind, workers = parsed
     if kind == "local":
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -294,18 +297,21 @@ def gather(
 
     out = []
     for future in as_completed(list(submitted)):
-        source = submitted[future]
-        if future.status == "error":
-            exc = future.exception()
-            text = str(exc) if isinstance(exc, SelfDeblurError) else f"{type(exc).__name__}: {exc}"
-            outcome = Outcome(source, "error", message=" ".join(text.split()))
-        else:
-            value = future.result()
-            outcome = value if isinstance(value, Outcome) else Outcome(source, "done", value)
+        outcome = _outcome(future, submitted[future])
         out.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
     return out
+
+
+def _outcome(future, source) -> Outcome:
+    """The outcome of a finished future: its value, or its error as one line."""
+    if future.status == "error":
+        exc = future.exception()
+        text = str(exc) if isinstance(exc, SelfDeblurError) else f"{type(exc).__name__}: {exc}"
+        return Outcome(source, "error", message=" ".join(text.split()))
+    value = future.result()
+    return value if isinstance(value, Outcome) else Outcome(source, "done", value)
 
 
 def submit_deblur(client, task: Task, job: BlindJob, request: dict[str, Any]):
@@ -375,28 +381,89 @@ def _is_path(x: Any) -> bool:
     return isinstance(x, str | os.PathLike)
 
 
-def _run_arrays(arrays: Sequence, fn: Callable, client, on_outcome) -> list[Outcome]:
-    """``fn(array)`` for each array, in this process or on the cluster; one outcome each."""
+def stream(
+    items: Iterable[tuple[Any, tuple]],
+    fn: Callable,
+    *,
+    client=None,
+    window: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_outcome: Callable[[Outcome], None],
+) -> None:
+    """``fn(*args)`` for each ``(key, args)`` of ``items``; ``on_outcome`` gets one
+    :class:`Outcome` (``source`` = key) per item run, in completion order, and nothing is kept
+    here, so a stack's results need not all be in memory at once.
+
+    ``items`` is read lazily: on a cluster at most ``window`` tasks are in flight (default: twice
+    the workers), so a lazily loaded stack is read a few planes ahead of the workers, never whole.
+    ``should_stop()`` is polled between items (in-process) or while waiting (cluster); once it is
+    true no item is started and tasks in flight are cancelled. An item that raises a
+    :class:`SelfDeblurError` is an ``"error"`` outcome; the others go on.
+    """
+    stop = should_stop or (lambda: False)
     if client is None:
-        out = []
-        for i, a in enumerate(arrays):
+        for key, args in items:
+            if stop():
+                return
             try:
-                outcome = Outcome(i, "done", fn(a))
+                outcome = Outcome(key, "done", fn(*args))
             except SelfDeblurError as exc:
-                outcome = Outcome(i, "error", message=str(exc))
-            out.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
-        return out
-    submitted = {client.submit(fn, a, pure=False): i for i, a in enumerate(arrays)}
-    return sorted(gather(client, submitted, on_outcome), key=lambda o: o.source)
+                outcome = Outcome(key, "error", message=str(exc))
+            on_outcome(outcome)
+        return
+    window = window or 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    _stream_remote(client, iter(items), fn, window=window, stop=stop, report=on_outcome)
 
 
-def _deblur_array(array: np.ndarray, job: BlindJob):
+def _stream_remote(client, items: Iterator, fn: Callable, *, window: int, stop, report) -> None:
+    """The cluster side of :func:`stream`: keep ``window`` futures in flight, poll for results."""
+    pending: dict[Any, Any] = {}
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < window and not stop():
+                try:
+                    key, args = next(items)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending[client.submit(fn, *args, pure=False)] = key
+            if not pending or stop():
+                return
+            finished = [f for f in pending if f.done()]
+            if not finished:
+                time.sleep(0.05)
+            for future in finished:
+                report(_outcome(future, pending.pop(future)))
+    finally:
+        if pending:
+            client.cancel(list(pending))
+
+
+def _run_arrays(arrays: Sequence, fn: Callable, client, on_outcome) -> list[Outcome]:
+    """``fn(array)`` for each array, in this process or on the cluster; outcomes in input order."""
+    outcomes: list[Outcome] = []
+
+    def report(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    items = ((i, (a,)) for i, a in enumerate(arrays))
+    stream(items, fn, client=client, window=len(arrays), on_outcome=report)
+    return sorted(outcomes, key=lambda o: o.source)
+
+
+def deblur_array(array: np.ndarray, job: BlindJob, **hooks: Any):
+    """Blind deconvolution of one image array with the settings of ``job`` (a cluster task).
+
+    ``hooks``: :func:`~.api.deblur`'s ``callback``, ``callback_every``, ``preview_every`` and
+    ``should_stop``, for in-process use.
+    """
     from .api import deblur
 
     _set_threads(job.threads)
-    return _labelled(deblur(array, job.kernel_size, **job.engine_args()), job)
+    return _labelled(deblur(array, job.kernel_size, **hooks, **job.engine_args()), job)
 
 
 def deblur_many(
@@ -422,7 +489,7 @@ def deblur_many(
     job = BlindJob(kernel_size, **options)
     check_seed(job.seed, job.restarts)
     if not all(_is_path(x) for x in inputs):
-        return _run_arrays(list(inputs), partial(_deblur_array, job=job), client, on_outcome)
+        return _run_arrays(list(inputs), partial(deblur_array, job=job), client, on_outcome)
     request = job.request()
     plan = _plan(inputs, out, BLIND_OUTPUTS, BLIND_SIDECAR, request, overwrite=overwrite)
     return run_tasks(
@@ -493,7 +560,8 @@ def is_estimated_kernel(kernel_path: Path) -> bool:
     return meta is not None and ("preset" in meta or "config" in meta)
 
 
-def _refine_array(array: np.ndarray, job: RefineJob):
+def refine_array(array: np.ndarray, job: RefineJob, callback=None, should_stop=None):
+    """Non-blind deconvolution of one image array with the settings of ``job`` (a cluster task)."""
     from .nonblind.api import refine
 
     _set_threads(job.threads)
@@ -502,6 +570,8 @@ def _refine_array(array: np.ndarray, job: RefineJob):
         job.kernel,
         job.method,
         device=job.device,
+        callback=callback,
+        should_stop=should_stop,
         kernel_estimated=job.kernel_estimated,
         **job.params,
     )
@@ -523,7 +593,7 @@ def refine_many(
     """
     job, request = refine_job(kernel, method, **options)
     if not all(_is_path(x) for x in inputs):
-        return _run_arrays(list(inputs), partial(_refine_array, job=job), client, on_outcome)
+        return _run_arrays(list(inputs), partial(refine_array, job=job), client, on_outcome)
     protected = (Path(job.kernel_path),) if job.kernel_path else ()
     plan = _plan(
         inputs,

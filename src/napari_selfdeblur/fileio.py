@@ -186,15 +186,30 @@ def _umask() -> int:
 def write_tiff(path: str | os.PathLike, data: np.ndarray, description: str | None = None) -> None:
     """Write ``data`` as a TIFF atomically; (H, W, 3|4) is stored as RGB(A), anything else as grey
     planes (a stack of shape (N, H, W) stays N pages of (H, W)).
+
+    A lazily loaded grey stack (a dask array, say) is read and written one page at a time.
     """
     import tifffile
 
-    arr = np.asarray(data)
+    shape = tuple(np.shape(data))
+    lazy = not isinstance(data, np.ndarray) and len(shape) >= 3 and shape[-1] not in (3, 4)
+    arr = data if lazy else np.asarray(data)
     rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
     with atomic_path(path) as tmp:
         tifffile.imwrite(
-            tmp, arr, description=description, photometric="rgb" if rgb else "minisblack"
+            tmp,
+            _pages(arr) if lazy else arr,
+            shape=shape,
+            dtype=np.dtype(arr.dtype),
+            description=description,
+            photometric="rgb" if rgb else "minisblack",
         )
+
+
+def _pages(data) -> Iterator[np.ndarray]:
+    """The (H, W) pages of a stack, read one at a time, in C order of the leading axes."""
+    for index in np.ndindex(*data.shape[:-2]):
+        yield np.asarray(data[index])
 
 
 def write_json(path: str | os.PathLike, obj: dict[str, Any]) -> None:

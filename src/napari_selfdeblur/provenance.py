@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from importlib import metadata
 from typing import Any
@@ -9,8 +10,13 @@ from typing import Any
 PACKAGE = "napari-selfdeblur"
 
 
+@functools.lru_cache(maxsize=1)
 def package_version() -> str:
-    """The installed version of this package (``0+unknown`` when run from an uninstalled tree)."""
+    """The installed version of this package (``0+unknown`` when run from an uninstalled tree).
+
+    Read once per process: every result's metadata carries it, and reading the installed
+    metadata parses files each time.
+    """
     try:
         return metadata.version(PACKAGE)
     except metadata.PackageNotFoundError:

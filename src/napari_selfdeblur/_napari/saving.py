@@ -48,6 +48,8 @@ def save_result(
 ) -> tuple[Path, ...]:
     """Write ``image`` (and ``kernel``) with a sidecar; return the files written, sidecar last.
 
+    A lazily loaded ``image`` (the result of a big stack) is written one plane at a time.
+
     ``protected`` are files that must never be written (the inputs' files). Raises
     :class:`InvalidInputError`, before writing anything, when a file would replace a protected
     file, or a file this tool did not write (the image file only without ``replace``).
@@ -62,7 +64,7 @@ def save_result(
         raise InvalidInputError(f"cannot save to {image_path}: {image_path.parent} is not a folder")
     claim(files[1:], side)  # the kernel and the sidecar were not confirmed by the user
     claim(files[:1], side, overwrite=replace)
-    arrays = [np.asarray(image)] + ([np.asarray(kernel)] if kernel is not None else [])
+    arrays = [image] + ([np.asarray(kernel)] if kernel is not None else [])  # image may be lazy
     meta = {
         **header(),
         **{k: v for k, v in metadata.items() if k not in ("complete", "outputs")},

@@ -16,11 +16,13 @@ Stacks: every leading axis of a non-RGB layer (time, z, ...) indexes 2-D planes 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -142,9 +144,13 @@ def clip_box(
     return y0, y1, x0, x1
 
 
-def _planes(data: np.ndarray, rgb: bool) -> tuple[np.ndarray, tuple[int, ...]]:
-    if np.size(data) == 0:
+def _planes(data: Any, rgb: bool) -> tuple[Any, tuple[int, ...]]:
+    """A layer's data as planes: an (N, H, W[, C]) array, or :class:`LazyPlanes` for lazy data."""
+    if math.prod(np.shape(data)) == 0:
         raise InvalidInputError(f"the image layer is empty (shape {np.shape(data)})")
+    if is_lazy(data):
+        lead = split_layout(tuple(data.shape), rgb)[1]
+        return LazyPlanes(data, lead), lead
     planes, lead, _ = split_planes(data, rgb)
     return planes, lead
 
@@ -192,16 +198,23 @@ def blind_task(
     refine_method: str = DEFAULT_METHOD,
     restarts: int = 1,
     preset_name: str | None = None,
+    scheduler: str | None = None,
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Blind deconvolution of a layer's data; returns ``[latent layer, kernel layer]``.
 
     With ``roi`` (y0, y1, x0, x1 in pixels) the kernel is estimated on that crop and the whole
     image is then deconvolved with it by ``refine_method``. The latent layer has the input's
-    shape, dtype, value range, scale and translate; its metadata describes the run.
+    shape, dtype, value range, scale and translate; its metadata describes the run. A lazily
+    loaded stack is read one plane at a time and its latent written to a ``.npy`` file
+    (:class:`PlaneOutput`); with a ``scheduler`` (``local[:N]`` or an address) every plane is a
+    task on that Dask cluster, and progress counts finished planes.
     """
+    from ..batch import parse_scheduler
     from ..engine.checks import check_kernel_size, resolve_config
     from ..engine.map_kernel import is_auto
+
+    parse_scheduler(scheduler)  # a malformed address is reported now
 
     if stack_mode not in STACK_MODES:
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
@@ -234,14 +247,14 @@ def blind_task(
         refine_method=refine_method,
         restarts=restarts,
     )
-    return _drive(job.work, cancel)
+    return _drive(_with_client(scheduler, job.work), cancel)
 
 
 @dataclass
 class _BlindJob:
     """The checked inputs of :func:`blind_task` and the steps of its work."""
 
-    planes: np.ndarray  # (N, H, W) or (N, H, W, C)
+    planes: Any  # (N, H, W) or (N, H, W, C): an array, or LazyPlanes
     lead: tuple[int, ...]
     shape: tuple[int, ...]  # the layer data's shape
     geometry: LayerGeometry
@@ -262,22 +275,33 @@ class _BlindJob:
         n = self.planes.shape[0]
         return list(range(n)) if self.stack_mode == "per-plane" else [self.current_plane]
 
-    def work(self, emit, should_stop) -> list[LayerTuple]:
-        """Estimate, then refine what needs it; the latent and kernel layers."""
+    @property
+    def lazy(self) -> bool:
+        return isinstance(self.planes, LazyPlanes)
+
+    def work(self, emit, should_stop, client) -> list[LayerTuple]:
+        """Estimate, then refine what needs it; the latent and kernel layers. ``client``: a
+        ``distributed.Client`` whose cluster runs the planes, or None (this process).
+        """
         start = time.perf_counter()
         auto = self._choose_size(emit) if self.kshape is None else None
-        latent = self.planes.copy()
+        latent = PlaneOutput(self.planes, self.lead)
         kernels = np.zeros((self.planes.shape[0], *self.kshape), np.float32)
-        runs, cancelled = self._estimate(emit, should_stop, latent, kernels)
+        if client is None and not (self.lazy and len(self.blind_planes) > 1):
+            runs, cancelled = self._estimate(emit, should_stop, latent, kernels)
+        else:  # plane by plane: on a cluster, or a lazy stack never held whole
+            runs, cancelled = self._estimate_each(emit, should_stop, latent, kernels, client)
         refined_with = None
         todo = [] if cancelled else self._refine_todo(kernels)
         if todo:
             refined_with = self.refine_method
-            cancelled = self._refine(emit, should_stop, todo, latent, kernels)
+            cancelled = self._refine(emit, should_stop, todo, latent, kernels, client)
         meta = self._metadata(runs, cancelled, refined_with, time.perf_counter() - start)
         if auto is not None:
             meta["kernel_size_auto"] = auto
-        return self._layers(latent, kernels, meta)
+        if latent.store is not None:
+            meta["store"] = latent.store
+        return self._layers(latent.layer_data(self.shape), kernels, meta)
 
     def _choose_size(self, emit) -> dict:
         """Find the kernel size on the current plane's region (``kernel_size="auto"``)."""
@@ -298,20 +322,12 @@ class _BlindJob:
         """Blind runs on the blind planes (on the ROI if any); (run metadata, cancelled)."""
         from ..api import deblur_stack
 
-        roi, blind, n = self.roi, self.blind_planes, self.planes.shape[0]
-        crops = [
-            self.planes[i] if roi is None else self.planes[i][roi[0] : roi[1], roi[2] : roi[3]]
-            for i in blind
-        ]
-        scales = [Intensity.of(c[..., :3] if self.geometry.rgb else c) for c in crops]
+        blind = self.blind_planes
+        crops = [self._crop(i) for i in blind]
 
         def callback(p):
             j = p.planes[0] if p.planes else 0
-            preview = None
-            if p.latent is not None and not self.geometry.rgb and roi is None:
-                preview = scales[j].from_unit(p.latent)
-            stage = f"blind ({p.stage})" if p.stage else "blind"
-            emit(TaskProgress(blind[j], n, p.iteration, p.total, p.loss, stage, preview, p.kernel))
+            self._progress(emit, blind[j], crops[j])(p)
 
         results = deblur_stack(
             crops,
@@ -325,16 +341,68 @@ class _BlindJob:
             should_stop=should_stop,
             restarts=self.restarts,
         )
-        runs, cancelled = [], False
-        for i, r in zip(blind, results, strict=False):
-            kernels[i] = r.kernel
-            meta = r.metadata()
-            if roi is None:
-                latent[i] = r.latent
-            else:
-                meta["roi"] = list(roi)
-            runs.append({"plane": i, **meta})
-            cancelled = cancelled or r.cancelled
+        runs = [self._keep(i, r, latent, kernels) for i, r in zip(blind, results, strict=False)]
+        return runs, any(r.cancelled for r in results)
+
+    def _crop(self, i: int) -> np.ndarray:
+        """Plane ``i`` (read now if lazy), cut to the region of interest if there is one."""
+        plane, roi = np.asarray(self.planes[i]), self.roi
+        return plane if roi is None else plane[roi[0] : roi[1], roi[2] : roi[3]]
+
+    def _progress(self, emit, i: int, crop: np.ndarray):
+        """An engine callback that reports plane ``i``'s iterations (with previews if asked)."""
+        n, scale = self.planes.shape[0], Intensity.of(crop[..., :3] if self.geometry.rgb else crop)
+        show = not (self.geometry.rgb or self.roi is not None or self.lazy)
+
+        def callback(p):
+            preview = scale.from_unit(p.latent) if show and p.latent is not None else None
+            stage = f"blind ({p.stage})" if p.stage else "blind"
+            emit(TaskProgress(i, n, p.iteration, p.total, p.loss, stage, preview, p.kernel))
+
+        return callback
+
+    def _keep(self, i: int, result, latent: PlaneOutput, kernels: np.ndarray) -> dict[str, Any]:
+        """Store plane ``i``'s blind result; its run record for the metadata."""
+        kernels[i] = result.kernel
+        meta = result.metadata()
+        if self.roi is None:
+            latent[i] = result.latent
+        else:
+            meta["roi"] = list(self.roi)
+        return {"plane": i, **meta}
+
+    def _estimate_each(self, emit, should_stop, latent, kernels, client):
+        """Blind runs one plane at a time, in this process or as tasks on ``client``'s cluster;
+        (run metadata in plane order, cancelled).
+        """
+        from ..batch import BlindJob, deblur_array, stream
+
+        blind, n, runs = self.blind_planes, self.planes.shape[0], []
+        job = BlindJob(
+            self.kshape, self.cfg, seed=self.seed, device=self.device, restarts=self.restarts
+        )
+
+        def keep(outcome) -> None:
+            if outcome.status == "error":
+                raise InvalidInputError(f"plane {outcome.source + 1}: {outcome.message}")
+            runs.append(self._keep(outcome.source, outcome.value, latent, kernels))
+            if client is not None:
+                emit(TaskProgress(len(runs), n, 1, 1, outcome.value.final_loss, "blind (cluster)"))
+
+        def local(i, crop, plane_job):
+            return deblur_array(
+                crop,
+                plane_job,
+                callback=self._progress(emit, i, crop),
+                callback_every=max(1, self.cfg.iterations // 200),
+                should_stop=should_stop,
+            )
+
+        fn = local if client is None else partial(_call, deblur_array)
+        items = ((i, (i, self._crop(i), job)) for i in blind)
+        stream(items, fn, client=client, should_stop=should_stop, on_outcome=keep)
+        runs.sort(key=lambda r: r["plane"])
+        cancelled = len(runs) < len(blind) or any(r.get("cancelled") for r in runs)
         return runs, cancelled
 
     def _refine_todo(self, kernels) -> list[int]:
@@ -347,16 +415,27 @@ class _BlindJob:
             return [i for i in range(n) if self.roi is not None or i != self.current_plane]
         return list(range(n)) if self.roi is not None else []
 
-    def _refine(self, emit, should_stop, todo, latent, kernels) -> bool:
+    def _refine(self, emit, should_stop, todo, latent, kernels, client) -> bool:
         """Non-blind pass over ``todo``; whether it was cancelled."""
+        from ..batch import RefineJob
         from ..nonblind.api import refine
 
         n, n_todo = self.planes.shape[0], len(todo)
+        per_plane = self.stack_mode == "per-plane"
+        if client is not None or self.lazy:
+
+            def job(i: int) -> RefineJob:
+                kernel = kernels[i] if per_plane else kernels[self.current_plane]
+                return RefineJob(kernel, self.refine_method, device="cpu")
+
+            done = refine_planes(
+                self.planes, todo, job, latent, client=client, emit=emit, should_stop=should_stop
+            )
+            return len(done) < n_todo
 
         def on_refine(p):  # planes count over the whole stack, blind ones included
             emit(TaskProgress(n - n_todo + p.planes_done, n, p.step, p.steps, None, "refine"))
 
-        per_plane = self.stack_mode == "per-plane"
         res = refine(
             self.planes[todo],
             kernels[todo] if per_plane else kernels[self.current_plane],
@@ -366,7 +445,8 @@ class _BlindJob:
             callback=on_refine,
             should_stop=should_stop,
         )
-        latent[todo[: res.planes_done]] = res.image[: res.planes_done]
+        for i, plane in zip(todo[: res.planes_done], res.image, strict=False):
+            latent[i] = plane
         return res.cancelled
 
     def _metadata(self, runs, cancelled, refined_with, runtime) -> dict[str, Any]:
@@ -421,17 +501,27 @@ def refine_task(
     *,
     device: str = "cpu",
     kernel_estimated: bool = False,
+    scheduler: str | None = None,
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Non-blind deconvolution of a layer's data; returns ``[refined layer]``.
 
     ``kernel_estimated``: the kernel came from a blind run (a stronger default strength).
+    A lazily loaded stack (dask, zarr) is read and refined one plane at a time into a ``.npy``
+    file (:class:`PlaneOutput`); with a ``scheduler`` (``local[:N]`` or an address, as the
+    command line's ``--scheduler``) every plane is a task on that Dask cluster.
     """
+    from ..batch import parse_scheduler
     from ..nonblind.api import refine
 
-    if is_lazy(data) and split_layout(data.shape, geometry.rgb)[1]:
-        lazy = _lazy_refine_work(
-            data,
+    parse_scheduler(scheduler)  # a malformed address is reported now
+    planes, lead = _planes(data, geometry.rgb)
+    n = planes.shape[0]
+    prepare_kernels(kernel, lead)  # report a bad kernel now, before any work is queued
+    if is_lazy(data) or scheduler is not None:
+        work = _plane_refine_work(
+            planes,
+            lead,
             geometry,
             kernel,
             method=method,
@@ -439,10 +529,7 @@ def refine_task(
             device=device,
             kernel_estimated=kernel_estimated,
         )
-        return _drive(lazy, cancel)
-    planes, lead = _planes(np.asarray(data), geometry.rgb)
-    n = planes.shape[0]
-    prepare_kernels(kernel, lead)  # report a bad kernel now, before any work is queued
+        return _drive(_with_client(scheduler, work), cancel)
 
     def work(emit, should_stop):
         def on_progress(p):
@@ -486,63 +573,150 @@ def is_lazy(data: Any) -> bool:
     return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
 
 
-def _lazy_refine_work(data, geometry, kernel, *, method, params, device, kernel_estimated):
-    """The work of :func:`refine_task` for a lazily loaded stack: one plane in memory at a time.
-
-    Each plane is read, deconvolved and written into a ``.npy`` file in a new temporary folder
-    (``metadata["store"]``); the result layer is a dask array over that file, so a stack larger
-    than memory can be refined. A cancelled run leaves the planes not reached as they were.
+class LazyPlanes:
+    """The planes of a lazily loaded layer, read when indexed: ``planes[i]`` is plane ``i``
+    (C order over the stack axes) as a NumPy array; ``shape`` is (N, H, W[, C]).
     """
-    lead = split_layout(data.shape, geometry.rgb)[1]
-    kernels = prepare_kernels(kernel, lead)
-    index = list(np.ndindex(*lead))
 
-    def work(emit, should_stop):
-        store, done, start, res = None, 0, time.perf_counter(), None
-        for i, idx in enumerate(index):
-            plane = np.asarray(data[idx])
-            if not should_stop():
-                res = _refine_plane(
-                    plane,
-                    kernels[i % len(kernels)],
-                    method=method,
-                    params=params,
-                    device=device,
-                    kernel_estimated=kernel_estimated,
-                    rgb=geometry.rgb,
-                )
-                plane, done = res.image, done + 1
-            store = store if store is not None else _open_store(data.shape, plane.dtype)
-            store[idx] = plane
-            emit(TaskProgress(i + 1, len(index), 0, 0, None, "refine"))
-        store.flush()
+    def __init__(self, data: Any, lead: tuple[int, ...]) -> None:
+        self.data, self.lead = data, lead
+        self.shape = (math.prod(lead), *tuple(data.shape)[len(lead) :])
+        self.dtype = np.dtype(data.dtype)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        index = tuple(int(j) for j in np.unravel_index(i, self.lead)) if self.lead else ()
+        return np.asarray(self.data[index])
+
+
+class PlaneOutput:
+    """Where a task puts its per-plane results; planes never written keep the input's values.
+
+    In memory for an in-memory input; for a lazy input (:class:`LazyPlanes`) a ``.npy`` file in
+    a new temporary folder (``store``), which the result layer reads through dask one plane at
+    a time, so a stack larger than memory can be processed.
+    """
+
+    def __init__(self, planes, lead: tuple[int, ...]) -> None:
+        self.planes, self.lead, self.written = planes, lead, set()
+        self.lazy = isinstance(planes, LazyPlanes)
+        shape = (*lead, *planes.shape[1:])
+        self.array = _open_store(shape, planes.dtype) if self.lazy else np.array(planes, copy=True)
+        self.store = self.array.filename if self.lazy else None
+
+    def __setitem__(self, i: int, plane: np.ndarray) -> None:
+        if not self.lazy:
+            self.array[i] = plane
+        elif self.lead:
+            self.array[tuple(int(j) for j in np.unravel_index(i, self.lead))] = plane
+        else:
+            self.array[...] = plane
+        self.written.add(i)
+
+    def layer_data(self, shape: tuple[int, ...]):
+        """The result as layer data of ``shape``: a NumPy array, or a dask array over the file."""
+        if not self.lazy:
+            return self.array.reshape(shape)
+        for i in range(self.planes.shape[0]):
+            if i not in self.written:
+                self[i] = self.planes[i]
+        self.array.flush()
+        return _lazy_view(self.array, len(self.lead))
+
+
+def _with_client(scheduler: str | None, work: Callable) -> Callable:
+    """``work(emit, should_stop, client)`` as a task's work: ``client`` is None (in-process) or a
+    ``distributed.Client`` of ``scheduler``, closed (its local cluster stopped) at the end.
+    """
+
+    def run(emit, should_stop):
+        if scheduler is None:
+            return work(emit, should_stop, None)
+        from ..batch import open_client
+
+        emit(TaskProgress(0, 1, 0, 1, None, f"connecting to {scheduler}"))
+        with open_client(scheduler) as client:
+            return work(emit, should_stop, client)
+
+    return run
+
+
+def _call(work: Callable, i: int, plane: np.ndarray, job: Any) -> Any:
+    """``work(plane, job)``: a plane's task as a module-level function (a cluster pickles it)."""
+    return work(plane, job)
+
+
+def refine_planes(
+    planes,
+    todo: Sequence[int],
+    job: Callable[[int], Any],
+    output: PlaneOutput,
+    *,
+    client,
+    emit: Callable[[TaskProgress], None],
+    should_stop: Callable[[], bool],
+) -> list:
+    """Refine planes ``todo`` (``job(i)``: the :class:`~..batch.RefineJob` of plane ``i``) into
+    ``output``, one at a time in this process or as tasks on ``client``'s cluster; progress
+    counts planes over the whole stack. Returns the finished planes' metadata, in plane order
+    (the images go to ``output`` only).
+    """
+    from ..batch import refine_array, stream
+
+    n, done = planes.shape[0], {}
+
+    def keep(outcome) -> None:
+        if outcome.status == "error":
+            raise InvalidInputError(f"plane {outcome.source + 1}: {outcome.message}")
+        if outcome.value.cancelled:  # stopped within the plane: it keeps the input's values
+            return
+        output[outcome.source] = outcome.value.image
+        done[outcome.source] = outcome.value.metadata()
+        stage = "refine" if client is None else "refine (cluster)"
+        emit(TaskProgress(n - len(todo) + len(done), n, 1, 1, None, stage))
+
+    def local(i, plane, plane_job):
+        def on_step(p):
+            emit(TaskProgress(n - len(todo) + len(done), n, p.step, p.steps, None, "refine"))
+
+        return refine_array(plane, plane_job, callback=on_step, should_stop=should_stop)
+
+    fn = local if client is None else partial(_call, refine_array)
+    items = ((i, (i, planes[i], job(i))) for i in todo)
+    stream(items, fn, client=client, should_stop=should_stop, on_outcome=keep)
+    return [done[i] for i in sorted(done)]
+
+
+def _plane_refine_work(planes, lead, geometry, kernel, *, method, params, device, kernel_estimated):
+    """The work of :func:`refine_task` plane by plane (a lazy input, or on a cluster)."""
+    from ..batch import RefineJob
+
+    kernels = prepare_kernels(kernel, lead)
+    n = planes.shape[0]
+
+    def job(i: int) -> RefineJob:
+        kernel_i = kernels[i % len(kernels)]
+        return RefineJob(kernel_i, method, dict(params or {}), kernel_estimated, device=device)
+
+    def work(emit, should_stop, client):
+        start, output = time.perf_counter(), PlaneOutput(planes, lead)
+        results = refine_planes(
+            planes, range(n), job, output, client=client, emit=emit, should_stop=should_stop
+        )
         meta = {
-            **(res.metadata() if res is not None else {}),
+            **(results[0] if results else {"method": method}),
+            "strengths": [s for r in results for s in r["strengths"]],
+            "noise_sigmas": [s for r in results for s in r["noise_sigmas"]],
             "source_layer": geometry.name,
             "kernel_shape": list(np.shape(kernel)),
-            "planes_done": done,
-            "planes_total": len(index),
-            "cancelled": done < len(index),
+            "planes_done": len(results),
+            "planes_total": n,
+            "cancelled": len(results) < n,
             "runtime_s": round(time.perf_counter() - start, 3),
-            "store": store.filename,
+            "store": output.store,
         }
-        return [_refined_layer(_lazy_view(store, len(lead)), geometry, meta)]
+        return [_refined_layer(output.layer_data((*lead, *planes.shape[1:])), geometry, meta)]
 
     return work
-
-
-def _refine_plane(plane, kernel, *, method, params, device, kernel_estimated, rgb):
-    from ..nonblind.api import refine
-
-    return refine(
-        plane,
-        kernel,
-        method,
-        rgb=rgb,
-        device=device,
-        kernel_estimated=kernel_estimated,
-        **(params or {}),
-    )
 
 
 def _open_store(shape: tuple[int, ...], dtype) -> np.memmap:
@@ -552,8 +726,8 @@ def _open_store(shape: tuple[int, ...], dtype) -> np.memmap:
     import tempfile
     from pathlib import Path
 
-    folder = Path(tempfile.mkdtemp(prefix="selfdeblur-refined-"))
-    return np.lib.format.open_memmap(folder / "refined.npy", mode="w+", dtype=dtype, shape=shape)
+    folder = Path(tempfile.mkdtemp(prefix="selfdeblur-result-"))
+    return np.lib.format.open_memmap(folder / "result.npy", mode="w+", dtype=dtype, shape=shape)
 
 
 class NpyFile:

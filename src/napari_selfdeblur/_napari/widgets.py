@@ -19,6 +19,7 @@ from magicgui.widgets import (
     Container,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -181,6 +182,14 @@ class _RunnerMixin:
             tooltip="write the last result as a TIFF (its kernel beside it) with a JSON sidecar "
             "holding every parameter of the run, as the command line does",
         )
+        self.scheduler = LineEdit(
+            label="cluster",
+            value="",
+            tooltip="empty: run in napari's process. local or local:N: start N Dask worker "
+            "processes on this computer; an address such as tcp://host:8786: the scheduler of a "
+            "running Dask cluster (e.g. dask-jobqueue on SLURM). Every plane of a stack is then "
+            "one task, and progress counts finished planes. Needs the 'distributed' package",
+        )
         self._results: list = []  # the layers of the last run's result, image first
         self.run_button.changed.connect(self._on_run_clicked)
         self.save_button.changed.connect(self._on_save_clicked)
@@ -188,6 +197,11 @@ class _RunnerMixin:
     @property
     def running(self) -> bool:
         return self._worker is not None
+
+    @property
+    def scheduler_spec(self) -> str | None:
+        """The cluster field: None (in-process), ``local[:N]`` or a scheduler address."""
+        return self.scheduler.value.strip() or None
 
     def _place_controls(self, controls: list, *, planes: bool = False) -> None:
         """Show ``controls`` (declared once, in display order), then Run, progress and status."""
@@ -270,7 +284,7 @@ class _RunnerMixin:
         try:
             files = save_result(
                 path,
-                np.asarray(image.data),
+                image.data,  # a lazy (dask) result is written plane by plane
                 dict(image.metadata),
                 kernel=None if kernel is None else np.asarray(kernel.data),
                 protected=protected,
@@ -282,6 +296,18 @@ class _RunnerMixin:
             return None
         self.status.value = f"saved {files[0].name} with its sidecar {files[-1].name}"
         return files
+
+    def _cluster_progress(self, p: TaskProgress) -> bool:
+        """Show a cluster run's progress (connecting, planes done); whether ``p`` was one."""
+        if p.stage.startswith("connecting"):
+            self.status.value = f"{p.stage}..."
+            return True
+        if not p.stage.endswith("(cluster)"):
+            return False
+        self.progress.max, self.progress.value = max(1, p.planes), min(p.plane, p.planes)
+        self.status.value = f"{p.stage}: {p.plane}/{p.planes} planes done"
+        self._report_activity(p.plane, p.planes, "SelfDeblur on a cluster")
+        return True
 
     def _bad_input(self, exc: Exception) -> None:
         """Report input that was rejected before a run started; nothing runs."""
@@ -435,6 +461,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 self.roi,
                 self.preview_every,
                 self.stack_mode,
+                self.scheduler,
                 self.keep_results,
             ],
             planes=True,
@@ -579,8 +606,8 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         try:
             if layer is None:
                 raise SelfDeblurError("no image layer selected: add or choose an image")
-            data = np.asarray(layer.data)
-            lead_ndim = data.ndim - (3 if layer.rgb else 2)
+            data = layer.data  # a lazy (dask) stack is read one plane at a time
+            lead_ndim = len(data.shape) - (3 if layer.rgb else 2)
             step = self._viewer.dims.current_step
             current = 0
             if lead_ndim > 0:
@@ -604,6 +631,7 @@ class BlindDeblurWidget(Container, _RunnerMixin):
                 current_plane=current,
                 preview_every=self.preview_every.value,
                 restarts=self.restarts.value,
+                scheduler=self.scheduler_spec,
                 cancel=self._cancel,
             )
         except (SelfDeblurError, ValueError) as exc:
@@ -614,6 +642,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         return self._start(task)
 
     def _on_progress(self, p: TaskProgress) -> None:
+        if self._cluster_progress(p):
+            self.plane_progress.visible = False
+            return
         self.progress.max = max(1, p.iterations)
         self.progress.value = min(p.iteration, p.iterations)
         self.plane_progress.visible = p.planes > 1
@@ -778,6 +809,7 @@ class RefineWidget(Container, _RunnerMixin):
                 self.auto_strength,
                 self.strength,
                 *self.method_params.values(),
+                self.scheduler,
                 self.keep_results,
             ]
         )
@@ -884,6 +916,7 @@ class RefineWidget(Container, _RunnerMixin):
                 self.method.value,
                 self.params(),
                 kernel_estimated=self._kernel_estimated(),
+                scheduler=self.scheduler_spec,
                 cancel=self._cancel,
             )
         except (SelfDeblurError, ValueError) as exc:
@@ -891,6 +924,8 @@ class RefineWidget(Container, _RunnerMixin):
         return self._start(task)
 
     def _on_progress(self, p: TaskProgress) -> None:
+        if self._cluster_progress(p):
+            return
         self.progress.max = max(1, p.planes)
         self.progress.value = min(p.plane, p.planes)
         self.status.value = f"plane {min(p.plane + 1, p.planes)}/{p.planes}, step {p.iteration}"
