@@ -63,6 +63,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[15, 25])
     p.add_argument("--noise", type=float, default=0.01)
     p.add_argument("--strength-factor", type=float, nargs="+", default=[5.0])
+    p.add_argument("--size-margin", type=int, default=2, help="kernel size = true size + this")
     args = p.parse_args()
     kinds = {f.name: f.type for f in dataclasses.fields(MapConfig)}
     changes = dict(s.split("=", 1) for s in args.settings)
@@ -72,7 +73,9 @@ def main() -> None:
         for ks in args.sizes:
             y, k, sharp = problem(name, ks, ks, args.noise)
             start = time.perf_counter()
-            est = estimate_map(y[None], (k.shape[0] + 2,) * 2, cfg, device=torch.device("cpu"))
+            est = estimate_map(
+                y[None], (k.shape[0] + args.size_margin,) * 2, cfg, device=torch.device("cpu")
+            )
             seconds = time.perf_counter() - start
             sigma = max(estimate_noise_sigma(y), 1e-3)
             base = 29.9 * sigma**1.98  # the sparse method's noise-derived strength

@@ -8,7 +8,12 @@ import torch
 
 from napari_selfdeblur import deblur
 from napari_selfdeblur.config import MapConfig, get_preset
-from napari_selfdeblur.engine.map_kernel import auto_kernel_size, estimate_map, pyramid
+from napari_selfdeblur.engine.map_kernel import (
+    auto_kernel_size,
+    estimate_map,
+    pyramid,
+    size_from_probe,
+)
 from napari_selfdeblur.engine.physics import convolve_same
 from napari_selfdeblur.errors import InvalidInputError
 from napari_selfdeblur.evaluation.metrics import kernel_similarity
@@ -153,3 +158,28 @@ def test_quick_works_on_images_too_small_for_a_unet():
         deblur(tiny, 5, preset="paper", iterations=2, device="cpu")
     r = deblur(tiny, 5, preset="quick", device="cpu")
     assert r.latent.shape == tiny.shape and r.kernel.shape == (5, 5)
+
+
+def test_the_size_rule_reads_the_support_of_the_probe_kernel():
+    k = np.zeros((41, 41))
+    k[15:26, 18:23] = 1.0  # an 11 x 5 support
+    k[20, 5] = 0.04  # a faint speck far out: below a 5 % threshold, above a 3 % one
+    assert size_from_probe(k, threshold=0.05, margin=4) == {"support": [11, 5], "chosen": 15}
+    assert size_from_probe(k, threshold=0.05, margin=0)["chosen"] == 11
+    assert size_from_probe(k, threshold=0.03, margin=0)["support"] == [11, 18]
+    assert size_from_probe(k[14:27, 14:27], threshold=0.05, margin=40)["chosen"] == 13  # probe
+
+
+@pytest.mark.parametrize("settings", [{"margin": 2}, {"kernel_p": 1.0}])
+def test_map_design_options_keep_the_kernel_a_psf_of_the_size_asked(hook_problem, settings):
+    blurry, truth = hook_problem
+    cfg = MapConfig(rounds=3, **settings)
+    k = estimate_map(blurry[None], (9, 9), cfg, device=CPU).kernels[0]
+    assert k.shape == (9, 9) and k.min() >= 0 and k.sum() == pytest.approx(1.0, rel=1e-5)
+    assert kernel_similarity(k, truth) > 0.5
+
+
+def test_map_design_options_are_checked():
+    for bad in ({"margin": -1}, {"kernel_p": 0.0}, {"kernel_p": 2.5}):
+        with pytest.raises(InvalidInputError, match="MAP"):
+            MapConfig(**bad).validate()

@@ -78,8 +78,13 @@ class MapConfig:
     the salient edges only: in each of 4 orientations at least ``salient`` x (kernel side)
     pixels, a threshold divided by ``threshold_decay`` every round. ``gamma`` weighs |k|^2 in the
     kernel step; ``prune`` zeroes kernel values below that fraction of the peak; ``kappa`` is the
-    growth of the splitting penalty. The defaults were chosen on blurred photographs that are not
-    the benchmark (``benchmarks/map_design.py``).
+    growth of the splitting penalty. ``margin`` pixels are added on every side of the kernel
+    while estimating, and the result is cut back to the size asked for around its centre of mass,
+    so a kernel whose size is its exact support is not truncated while it is found. With
+    ``kernel_p`` < 2 the kernel step's |k|^2 becomes a reweighted |k|^p (p in (0, 2]): weights
+    from the previous kernel, 1 at its peak and larger where it is small, thinning the kernel.
+    The defaults
+    were chosen on blurred photographs that are not the benchmark (``benchmarks/map_design.py``).
     """
 
     ratio: float = 2**0.5
@@ -92,9 +97,15 @@ class MapConfig:
     prune: float = 0.05
     threshold_decay: float = 1.1
     salient: float = 5.0
+    margin: int = 0
+    kernel_p: float = 2.0
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
+        if not 0 < self.kernel_p <= 2:
+            raise InvalidInputError(f"MAP kernel_p must be in (0, 2], got {self.kernel_p}")
+        if self.margin < 0:
+            raise InvalidInputError(f"MAP margin must be >= 0, got {self.margin}")
         if self.ratio <= 1 or self.rounds < 1 or self.kappa <= 1:
             raise InvalidInputError("MAP ratio and kappa must be > 1 and rounds >= 1")
         if min(self.lambda_start, self.lambda_min, self.gamma, self.salient) <= 0:

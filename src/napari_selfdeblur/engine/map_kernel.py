@@ -197,6 +197,14 @@ def project_kernel(k: np.ndarray, threshold: float) -> np.ndarray:
     return k
 
 
+def crop_kernel(k: np.ndarray, shape: tuple[int, int], threshold: float) -> np.ndarray:
+    """The central ``shape`` window of a (centred) kernel, made a PSF again."""
+    top, left = (k.shape[0] - shape[0]) // 2, (k.shape[1] - shape[1]) // 2
+    if top == 0 and left == 0:
+        return k
+    return project_kernel(k[top : top + shape[0], left : left + shape[1]], threshold)
+
+
 def _largest_components(k: np.ndarray, keep_fraction: float = 0.1) -> np.ndarray:
     """Zero the 8-connected components of the support holding < ``keep_fraction`` of the mass
     of the heaviest one (isolated noise specks).
@@ -241,6 +249,8 @@ def estimate_map(
     """
     ys = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float64)).to(device)
     n, h, w = ys.shape
+    asked = tuple(kernel_shape)
+    kernel_shape = (asked[0] + 2 * cfg.margin, asked[1] + 2 * cfg.margin)
     levels = pyramid(kernel_shape, cfg.ratio)
     kernels = [_start_kernel(levels[0][1])] * n
     total, done, lam = len(levels) * cfg.rounds, 0, cfg.lambda_start
@@ -263,7 +273,7 @@ def estimate_map(
                 callback(MapProgress(done, total, li + 1, len(levels), kshape, loss))
         if cancelled:
             break
-    final = [resample(k, tuple(kernel_shape), kernel=True) for k in kernels]
+    final = [crop_kernel(resample(k, kernel_shape, kernel=True), asked, cfg.prune) for k in kernels]
     if latents is None or latents.shape[-2:] != (h, w):
         latents = ys
     return MapResult(
@@ -311,10 +321,22 @@ def _round(y, kernels, kshape, lam, threshold, cfg: MapConfig):
         threshold = x.new_zeros((x.shape[0], 1, 1))
     mask = torch.zeros(yp.shape[-2:], dtype=yp.dtype, device=yp.device)
     mask[py[0] + 1 : py[0] + h - 1, px[0] + 1 : px[0] + w - 1] = 1  # real pixels, real gradients
-    raw = estimate_kernels((gx, gy), _grad(yp), kshape, cfg.gamma, mask)
+    raw = estimate_kernels((gx, gy), _grad(yp), kshape, kernel_weights(psfs, cfg), mask)
     new = [project_kernel(k, cfg.prune) for k in raw.cpu().numpy()]
     latents = x[:, py[0] : py[0] + h, px[0] : px[0] + w]
     return latents, new, threshold
+
+
+def kernel_weights(psfs: list[torch.Tensor], cfg: MapConfig):
+    """The kernel step's penalty weights: ``gamma`` (|k|^2), or for ``kernel_p`` < 2 per-pixel
+    weights gamma ((k + e) / (peak + e))^(p - 2), e = peak / 10, from the previous kernels
+    (one reweighted least-squares step towards |k|^p), shape (N, kh, kw).
+    """
+    if cfg.kernel_p >= 2:
+        return cfg.gamma
+    prev = torch.stack(psfs)
+    e = prev.amax((-2, -1), keepdim=True) / 10
+    return cfg.gamma * ((prev + e) / (11 * e)) ** (cfg.kernel_p - 2)
 
 
 def residual(latent: torch.Tensor, kernel: np.ndarray, y: torch.Tensor) -> float:
@@ -374,23 +396,42 @@ def is_auto(kernel_size) -> bool:
     return isinstance(kernel_size, str) and kernel_size.strip().lower() == "auto"
 
 
+#: Support threshold (fraction of the probe kernel's peak) and margin (pixels added to the
+#: support's larger extent) of ``kernel_size="auto"``; chosen on design data, not the
+#: benchmark (``benchmarks/auto_design.py``).
+AUTO_THRESHOLD, AUTO_MARGIN = 0.2, 2
+
+
 def auto_kernel_size(
     y: np.ndarray, cfg: MapConfig, *, device: torch.device, should_stop=None
 ) -> dict:
     """Choose an odd square kernel size for ``y`` (H, W) in [0, 1] from a MAP estimate.
 
     The estimator runs with a generous kernel (a quarter of the smaller image side, odd, at most
-    :data:`AUTO_MAX_SIZE`); the chosen size is the estimated support's larger extent plus a
-    4-pixel margin, made odd, at least 5 and at most the probe size. Returns ``{"probe": S,
-    "support": [height, width], "chosen": n}``.
+    :data:`AUTO_MAX_SIZE`); the size is then chosen from its support (:func:`size_from_probe`).
+    Returns ``{"probe": S, "support": [height, width], "chosen": n}``.
     """
-    h, w = y.shape
-    probe = min(AUTO_MAX_SIZE, _odd_up(min(h, w) / 4 - 1))
-    probe = max(probe, 5)
+    probe = probe_size(y.shape)
     res = estimate_map(y[None], (probe, probe), cfg, device=device, should_stop=should_stop)
-    k = res.kernels[0]
-    rows = np.nonzero(k.max(axis=1) >= 0.05 * k.max())[0]
-    cols = np.nonzero(k.max(axis=0) >= 0.05 * k.max())[0]
+    return {"probe": probe, **size_from_probe(res.kernels[0])}
+
+
+def probe_size(image_shape: tuple[int, int]) -> int:
+    """The probe kernel's side for ``kernel_size="auto"``: a quarter of the smaller image side,
+    odd, between 5 and :data:`AUTO_MAX_SIZE`.
+    """
+    return max(5, min(AUTO_MAX_SIZE, _odd_up(min(image_shape) / 4 - 1)))
+
+
+def size_from_probe(
+    k: np.ndarray, *, threshold: float = AUTO_THRESHOLD, margin: int = AUTO_MARGIN
+) -> dict:
+    """``{"support": [height, width], "chosen": n}`` for a probe kernel ``k``: the support is
+    where rows or columns reach ``threshold`` x the peak; ``n`` is its larger extent plus
+    ``margin`` pixels, made odd, at least 5 and at most the probe's size.
+    """
+    rows = np.nonzero(k.max(axis=1) >= threshold * k.max())[0]
+    cols = np.nonzero(k.max(axis=0) >= threshold * k.max())[0]
     support = [int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)] if rows.size else [1, 1]
-    chosen = min(probe, max(5, _odd_up(max(support) + 4)))
-    return {"probe": probe, "support": support, "chosen": chosen}
+    chosen = min(max(k.shape), max(5, _odd_up(max(support) + margin)))
+    return {"support": support, "chosen": chosen}
