@@ -272,6 +272,9 @@ def test_the_refine_task_runs_planes_on_a_cluster_and_reports_a_bad_address(clie
     assert kw["metadata"]["noise_sigmas"] == pytest.approx(local_kw["metadata"]["noise_sigmas"])
     with pytest.raises(InvalidInputError, match="local or local:N"):
         refine_task(planes, geo, kernel, "wiener", scheduler="local:0")  # refused at once
+    for none in ("", "none"):  # in-process, as for --scheduler
+        ((same, _, _),) = run_to_end(refine_task(planes, geo, kernel, "wiener", scheduler=none))
+        np.testing.assert_array_equal(same, local)
     task = refine_task(planes, geo, kernel, "wiener", scheduler="tcp://127.0.0.1:9")
     with pytest.raises(InvalidInputError, match="cannot reach the scheduler"):
         run_to_end(task)

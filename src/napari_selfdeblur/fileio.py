@@ -192,7 +192,7 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, description: str | Non
     import tifffile
 
     shape = tuple(np.shape(data))
-    lazy = not isinstance(data, np.ndarray) and len(shape) >= 3 and shape[-1] not in (3, 4)
+    lazy = is_lazy(data) and len(shape) >= 3 and shape[-1] not in (3, 4)
     arr = data if lazy else np.asarray(data)
     rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
     with atomic_path(path) as tmp:
@@ -204,6 +204,11 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, description: str | Non
             description=description,
             photometric="rgb" if rgb else "minisblack",
         )
+
+
+def is_lazy(data: Any) -> bool:
+    """Whether array data is lazily loaded (a dask or zarr array): array-like, not NumPy."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
 
 
 def _pages(data) -> Iterator[np.ndarray]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..fileio import is_lazy
 from ..imaging.image import Intensity
 from ..imaging.layout import split_layout, split_planes
 from ..imaging.psf import prepare_kernels
@@ -210,12 +211,10 @@ def blind_task(
     (:class:`PlaneOutput`); with a ``scheduler`` (``local[:N]`` or an address) every plane is a
     task on that Dask cluster, and progress counts finished planes.
     """
-    from ..batch import parse_scheduler
     from ..engine.checks import check_kernel_size, resolve_config
     from ..engine.map_kernel import is_auto
 
-    parse_scheduler(scheduler)  # a malformed address is reported now
-
+    scheduler = cluster_spec(scheduler)  # a malformed address is reported now
     if stack_mode not in STACK_MODES:
         raise InvalidInputError(f"stack mode must be one of {STACK_MODES}, got {stack_mode!r}")
     planes, lead = _planes(data, geometry.rgb)
@@ -301,7 +300,7 @@ class _BlindJob:
             meta["kernel_size_auto"] = auto
         if latent.store is not None:
             meta["store"] = latent.store
-        return self._layers(latent.layer_data(self.shape), kernels, meta)
+        return self._layers(latent.layer_data(), kernels, meta)
 
     def _choose_size(self, emit) -> dict:
         """Find the kernel size on the current plane's region (``kernel_size="auto"``)."""
@@ -511,10 +510,9 @@ def refine_task(
     file (:class:`PlaneOutput`); with a ``scheduler`` (``local[:N]`` or an address, as the
     command line's ``--scheduler``) every plane is a task on that Dask cluster.
     """
-    from ..batch import parse_scheduler
     from ..nonblind.api import refine
 
-    parse_scheduler(scheduler)  # a malformed address is reported now
+    scheduler = cluster_spec(scheduler)  # a malformed address is reported now
     planes, lead = _planes(data, geometry.rgb)
     n = planes.shape[0]
     prepare_kernels(kernel, lead)  # report a bad kernel now, before any work is queued
@@ -568,9 +566,9 @@ def _refined_layer(data, geometry: LayerGeometry, meta: dict[str, Any]) -> Layer
     return (data, kwargs, "image")
 
 
-def is_lazy(data: Any) -> bool:
-    """Whether layer data is lazily loaded (a dask or zarr array): anything but a NumPy array."""
-    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
+def stack_index(i: int, lead: tuple[int, ...]) -> tuple[int, ...]:
+    """The index over the stack axes ``lead`` of plane ``i`` (C order); ``()`` for no stack."""
+    return tuple(int(j) for j in np.unravel_index(i, lead)) if lead else ()
 
 
 class LazyPlanes:
@@ -584,8 +582,7 @@ class LazyPlanes:
         self.dtype = np.dtype(data.dtype)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        index = tuple(int(j) for j in np.unravel_index(i, self.lead)) if self.lead else ()
-        return np.asarray(self.data[index])
+        return np.asarray(self.data[stack_index(i, self.lead)])
 
 
 class PlaneOutput:
@@ -604,23 +601,29 @@ class PlaneOutput:
         self.store = self.array.filename if self.lazy else None
 
     def __setitem__(self, i: int, plane: np.ndarray) -> None:
-        if not self.lazy:
-            self.array[i] = plane
-        elif self.lead:
-            self.array[tuple(int(j) for j in np.unravel_index(i, self.lead))] = plane
-        else:
-            self.array[...] = plane
+        self.array[stack_index(i, self.lead) if self.lazy else i] = plane
         self.written.add(i)
 
-    def layer_data(self, shape: tuple[int, ...]):
-        """The result as layer data of ``shape``: a NumPy array, or a dask array over the file."""
+    def layer_data(self):
+        """The result as layer data (the stack axes, then the plane's): a NumPy array, or a dask
+        array over the file.
+        """
         if not self.lazy:
-            return self.array.reshape(shape)
+            return self.array.reshape(*self.lead, *self.planes.shape[1:])
         for i in range(self.planes.shape[0]):
             if i not in self.written:
                 self[i] = self.planes[i]
         self.array.flush()
         return _lazy_view(self.array, len(self.lead))
+
+
+def cluster_spec(scheduler: str | None) -> str | None:
+    """``scheduler`` checked (as ``--scheduler``): None for in-process (``None``, ``""``,
+    ``"none"``, ``"in-process"``), else the spec itself; a malformed value raises now.
+    """
+    from ..batch import parse_scheduler
+
+    return scheduler if parse_scheduler(scheduler) is not None else None
 
 
 def _with_client(scheduler: str | None, work: Callable) -> Callable:
@@ -714,7 +717,7 @@ def _plane_refine_work(planes, lead, geometry, kernel, *, method, params, device
             "runtime_s": round(time.perf_counter() - start, 3),
             "store": output.store,
         }
-        return [_refined_layer(output.layer_data((*lead, *planes.shape[1:])), geometry, meta)]
+        return [_refined_layer(output.layer_data(), geometry, meta)]
 
     return work
 
