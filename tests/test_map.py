@@ -49,6 +49,34 @@ def test_quick_recovers_an_asymmetric_kernel(hook_problem):
     assert r.latent.shape == blurry.shape and r.latent.dtype == blurry.dtype
 
 
+def test_refit_against_the_sharp_image_finds_the_kernel_the_map_start_missed(hook_problem):
+    from napari_selfdeblur.engine.map_kernel import refit_kernel
+
+    blurry, truth = hook_problem
+    sharp = sharp_scene((96, 96), seed=2).astype(np.float32)
+    blob = np.ones((9, 9), np.float32) / 81  # what a failed start looks like
+    assert kernel_similarity(blob, truth) < 0.8
+    k = refit_kernel(blurry, sharp, (9, 9), MapConfig(), device=CPU)
+    assert k.shape == (9, 9) and k.min() >= 0 and k.sum() == pytest.approx(1, abs=1e-5)
+    assert kernel_similarity(k, truth) >= 0.95
+    # With every gradient, not only the strongest, the estimate is still a PSF of that size.
+    assert refit_kernel(blurry, sharp, (9, 9), MapConfig(refit_salient=1.0), device=CPU).shape == (
+        9,
+        9,
+    )
+
+
+def test_quick_polishes_its_kernel_and_records_it(hook_problem):
+    blurry, _ = hook_problem
+    plain = get_preset("quick").replace(polish=False)
+    polished = deblur(blurry, 9, preset="quick", device="cpu")
+    unpolished = deblur(blurry, 9, preset=plain, device="cpu")
+    change = polished.metadata()["polish"]["kernel_change_l1"]
+    assert 0 < change < 2
+    assert "polish" not in unpolished.metadata()
+    assert np.abs(polished.kernel - unpolished.kernel).sum() == pytest.approx(change, abs=1e-3)
+
+
 def test_map_estimate_is_deterministic_and_cancellable(hook_problem):
     blurry, _ = hook_problem
     a = estimate_map(blurry[None], (9, 9), MapConfig(rounds=2), device=CPU)

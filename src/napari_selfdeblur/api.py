@@ -247,7 +247,13 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
     """
     if raw.cancelled:
         return raw
-    latent = _nonblind(prep.grey, raw.kernel, cfg.final, raw.latent, device)
+    if cfg.polish and cfg.final != "none":
+        first = _nonblind(
+            prep.grey, raw.kernel, cfg.final, raw.latent, device, **POLISH_FIRST_PASS[cfg.final]
+        )
+        raw.kernel, latent = _polish(prep.grey, raw.kernel, first, cfg, extra, device=device)
+    else:
+        latent = _nonblind(prep.grey, raw.kernel, cfg.final, raw.latent, device)
     if cfg.safeguard and map_start is not None and map_start is not raw:
         map_latent = _nonblind(prep.grey, map_start.kernel, cfg.final, map_start.latent, device)
         ours = _quality(prep.grey, latent, raw.kernel)
@@ -266,13 +272,34 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
     return raw
 
 
-def _nonblind(grey: np.ndarray, kernel: np.ndarray, method: str, latent: np.ndarray, device):
+#: Settings of the non-blind pass that only feeds the polish refit: cheaper than the final pass
+#: (on the design photographs, 1 reweighting and 50 CG steps cost 0.04 dB against the full pass,
+#: at a third of its time).
+POLISH_FIRST_PASS: dict[str, dict[str, Any]] = {
+    "sparse": {"reweightings": 1, "cg_iterations": 50},
+    "hyper-laplacian": {},
+}
+
+
+def _polish(grey, kernel, latent, cfg, extra, *, device):
+    """(kernel, latent) after the full-resolution kernel refit against ``latent`` and a second
+    non-blind pass. How far the kernel moved is recorded: the L1 distance between the two PSFs
+    (0: unchanged, 2: disjoint supports).
+    """
+    from .engine.map_kernel import refit_kernel
+
+    new = refit_kernel(grey, latent, kernel.shape, cfg.map, device=device)
+    extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
+    return new, _nonblind(grey, new, cfg.final, latent, device)
+
+
+def _nonblind(grey, kernel, method: str, latent, device, **params):
     """``method``'s deconvolution of ``grey`` with an estimated ``kernel`` ("none": ``latent``)."""
     if method == "none":
         return latent
     from .nonblind.api import refine
 
-    out = refine(grey, kernel, method, kernel_estimated=True, device=str(device)).image
+    out = refine(grey, kernel, method, kernel_estimated=True, device=str(device), **params).image
     return np.clip(out, 0, 1).astype(np.float32)
 
 

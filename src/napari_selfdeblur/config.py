@@ -83,6 +83,8 @@ class MapConfig:
     so a kernel whose size is its exact support is not truncated while it is found. With
     ``kernel_p`` < 2 the kernel step's |k|^2 becomes a reweighted |k|^p (p in (0, 2]): weights
     from the previous kernel, 1 at its peak and larger where it is small, thinning the kernel.
+    ``refit_salient`` is the fraction of a sharp latent's gradients (largest first) that the
+    final full-resolution kernel refit uses (``DeblurConfig.polish``).
     The defaults
     were chosen on blurred photographs that are not the benchmark (``benchmarks/map_design.py``).
     """
@@ -99,11 +101,16 @@ class MapConfig:
     salient: float = 5.0
     margin: int = 0
     kernel_p: float = 2.0
+    refit_salient: float = 0.1
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
         if not 0 < self.kernel_p <= 2:
             raise InvalidInputError(f"MAP kernel_p must be in (0, 2], got {self.kernel_p}")
+        if not 0 < self.refit_salient <= 1:
+            raise InvalidInputError(
+                f"MAP refit_salient must be in (0, 1], got {self.refit_salient}"
+            )
         if self.margin < 0:
             raise InvalidInputError(f"MAP margin must be >= 0, got {self.margin}")
         if self.ratio <= 1 or self.rounds < 1 or self.kappa <= 1:
@@ -172,6 +179,10 @@ class DeblurConfig:
     # With init="map": keep the MAP result when SelfDeblur's fits the input worse and is not
     # sharper (both are recorded in the metadata).
     safeguard: bool = False
+    # With a ``final`` step: re-estimate the kernel once at full resolution against the non-blind
+    # result (the MAP kernel step on its strongest gradients, ``map.refit_salient``), then run the
+    # non-blind step again with that kernel. One more non-blind solve.
+    polish: bool = False
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
@@ -319,8 +330,9 @@ def _demo() -> DeblurConfig:
 
 
 def _quick() -> DeblurConfig:
-    # Seconds on a CPU: the MAP kernel estimate, then the sparse non-blind step with it.
-    return DeblurConfig(engine="map", final="sparse")
+    # Seconds on a CPU: the MAP kernel estimate, the sparse non-blind step with it, the kernel
+    # refitted at full resolution against that result, and the sparse step again.
+    return DeblurConfig(engine="map", final="sparse", polish=True)
 
 
 def _standard() -> DeblurConfig:

@@ -327,6 +327,38 @@ def _round(y, kernels, kshape, lam, threshold, cfg: MapConfig):
     return latents, new, threshold
 
 
+def refit_kernel(
+    y: np.ndarray,
+    latent: np.ndarray,
+    kernel_shape: tuple[int, int],
+    cfg: MapConfig,
+    *,
+    device: torch.device,
+) -> np.ndarray:
+    """The kernel step once more, at full resolution, against a sharp ``latent`` of ``y``.
+
+    ``y`` and ``latent`` are (H, W) in [0, 1] on the same grid (the latent is typically the
+    non-blind result with the MAP kernel, sharper and less cartoon-like than the L0 latent). Only
+    the latent's strongest gradients (the top ``cfg.refit_salient`` fraction by magnitude) enter
+    the least-squares kernel step (weight ``cfg.gamma``); pixels within half a kernel of the
+    border are not used. Returns the kernel of ``kernel_shape`` made a PSF (:func:`project_kernel`).
+    """
+    kh, kw = kernel_shape
+    pad = (2 * kw, 2 * kw, 2 * kh, 2 * kh)
+    planes = torch.from_numpy(np.stack([y, latent]).astype(np.float64)).to(device)
+    yp, xp = F.pad(planes[:, None], pad, mode="reflect")[:, 0]
+    h, w = y.shape
+    mask = torch.zeros(yp.shape, dtype=yp.dtype, device=yp.device)
+    top, left = 2 * kh + kh // 2 + 1, 2 * kw + kw // 2 + 1
+    mask[top : top + h - 2 * (kh // 2 + 1), left : left + w - 2 * (kw // 2 + 1)] = 1
+    gx, gy = _grad(xp[None])
+    mag = torch.sqrt(gx**2 + gy**2)
+    threshold = torch.quantile(mag[0][mask > 0], 1 - cfg.refit_salient)
+    keep = mag >= threshold
+    raw = estimate_kernels((gx * keep, gy * keep), _grad(yp[None]), kernel_shape, cfg.gamma, mask)
+    return project_kernel(raw[0].cpu().numpy(), cfg.prune).astype(np.float32)
+
+
 def kernel_weights(psfs: list[torch.Tensor], cfg: MapConfig):
     """The kernel step's penalty weights: ``gamma`` (|k|^2), or for ``kernel_p`` < 2 per-pixel
     weights gamma ((k + e) / (peak + e))^(p - 2), e = peak / 10, from the previous kernels
