@@ -66,6 +66,17 @@ def test_refit_against_the_sharp_image_finds_the_kernel_the_map_start_missed(hoo
     )
 
 
+def test_the_refit_threshold_keeps_the_top_fraction_even_of_huge_images():
+    from napari_selfdeblur.engine.map_kernel import top_fraction_threshold
+
+    values = torch.arange(1000, dtype=torch.float64).flip(0)
+    assert int((values >= top_fraction_threshold(values, 0.1)).sum()) == 100
+    assert int((values >= top_fraction_threshold(values, 1e-9)).sum()) == 1
+    big = torch.rand(2**24 + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    kept = int((big >= top_fraction_threshold(big, 0.1)).sum())  # torch.quantile refuses this
+    assert kept == round(0.1 * big.numel())
+
+
 def test_quick_polishes_its_kernel_and_records_it(hook_problem):
     blurry, _ = hook_problem
     plain = get_preset("quick").replace(polish=False)

@@ -249,7 +249,12 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
         return raw
     if cfg.polish and cfg.final != "none":
         first = _nonblind(
-            prep.grey, raw.kernel, cfg.final, raw.latent, device, **POLISH_FIRST_PASS[cfg.final]
+            prep.grey,
+            raw.kernel,
+            cfg.final,
+            raw.latent,
+            device,
+            **POLISH_FIRST_PASS.get(cfg.final, {}),
         )
         raw.kernel, latent = _polish(prep.grey, raw.kernel, first, cfg, extra, device=device)
     else:
@@ -277,7 +282,6 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
 #: at a third of its time).
 POLISH_FIRST_PASS: dict[str, dict[str, Any]] = {
     "sparse": {"reweightings": 1, "cg_iterations": 50},
-    "hyper-laplacian": {},
 }
 
 

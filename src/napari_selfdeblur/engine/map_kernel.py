@@ -353,10 +353,20 @@ def refit_kernel(
     mask[top : top + h - 2 * (kh // 2 + 1), left : left + w - 2 * (kw // 2 + 1)] = 1
     gx, gy = _grad(xp[None])
     mag = torch.sqrt(gx**2 + gy**2)
-    threshold = torch.quantile(mag[0][mask > 0], 1 - cfg.refit_salient)
-    keep = mag >= threshold
+    keep = mag >= top_fraction_threshold(mag[0][mask > 0], cfg.refit_salient)
     raw = estimate_kernels((gx * keep, gy * keep), _grad(yp[None]), kernel_shape, cfg.gamma, mask)
     return project_kernel(raw[0].cpu().numpy(), cfg.prune).astype(np.float32)
+
+
+def top_fraction_threshold(values: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The smallest of the largest ``fraction`` of ``values`` (1-D, at least one kept).
+
+    A selection, not ``torch.quantile``, which refuses inputs of more than 2^24 elements (a
+    4096x4096 photograph).
+    """
+    n = values.numel()
+    keep = max(1, round(fraction * n))
+    return torch.kthvalue(values, n - keep + 1).values
 
 
 def kernel_weights(psfs: list[torch.Tensor], cfg: MapConfig):
