@@ -222,3 +222,6 @@ def test_map_design_options_are_checked():
     for bad in ({"margin": -1}, {"kernel_p": 0.0}, {"kernel_p": 2.5}):
         with pytest.raises(InvalidInputError, match="MAP"):
             MapConfig(**bad).validate()
+    for bad in (0.0, 1.5):
+        with pytest.raises(InvalidInputError, match="MAP refit_salient must be in"):
+            MapConfig(refit_salient=bad).validate()
