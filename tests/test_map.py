@@ -186,6 +186,37 @@ def test_estimated_kernels_get_a_stronger_default_strength(scene, asymmetric_ker
     assert estimated.metadata()["kernel_estimated"] is True
 
 
+def test_strength_factor_overrides_the_estimated_kernel_factor(scene, asymmetric_kernel):
+    from napari_selfdeblur import refine
+
+    exact = refine(scene, asymmetric_kernel, "sparse").strengths[0]
+    scaled = refine(scene, asymmetric_kernel, "sparse", kernel_estimated=True, strength_factor=2)
+    assert scaled.strengths[0] == pytest.approx(2 * exact)
+    assert scaled.metadata()["strength_factor"] == 2.0
+    explicit = refine(scene, asymmetric_kernel, "sparse", strength=1e-3, strength_factor=2)
+    assert explicit.strengths[0] == pytest.approx(1e-3)  # an explicit strength is never scaled
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(InvalidInputError, match="strength_factor must be positive"):
+            refine(scene, asymmetric_kernel, "sparse", strength_factor=bad)
+
+
+def test_the_final_strength_factor_changes_only_the_last_pass(hook_problem):
+    blurry, _ = hook_problem
+    base = get_preset("quick")
+    weak = deblur(blurry, 9, preset=base.replace(final_strength_factor=1.0), device="cpu")
+    strong = deblur(blurry, 9, preset=base.replace(final_strength_factor=20.0), device="cpu")
+    np.testing.assert_array_equal(weak.kernel, strong.kernel)  # same polish refit
+    assert np.abs(np.diff(strong.latent)).sum() < np.abs(np.diff(weak.latent)).sum()
+    with pytest.raises(InvalidInputError, match="final_strength_factor must be positive"):
+        base.replace(final_strength_factor=0.0).validate()
+
+
+def test_final_step_settings_do_not_change_a_checkpoint_fingerprint():
+    cfg = get_preset("standard")
+    changed = cfg.replace(polish=not cfg.polish, final_strength_factor=3.0, final="none")
+    assert changed.fingerprint_dict() == cfg.fingerprint_dict()
+
+
 def test_restarts_are_refused_for_the_map_engine(scene):
     with pytest.raises(InvalidInputError, match="restarts"):
         deblur(scene, 5, preset="quick", restarts=3, device="cpu")

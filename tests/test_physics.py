@@ -106,6 +106,6 @@ def test_fft_blur_equals_direct_blur(kshape):
 
 
 def test_next_fast_len():
-    from napari_selfdeblur.engine.physics import next_fast_len
+    from napari_selfdeblur.imaging.fourier import next_fast_len
 
     assert [next_fast_len(n) for n in (1, 7, 11, 270, 271)] == [1, 8, 12, 270, 288]

@@ -28,14 +28,35 @@ def make_problem(kernel, shape=(48, 48), sigma=0.002, seed=0):
     return sharp, y.astype(np.float32)
 
 
-def test_valid_blur_matches_engine_model_and_its_adjoint():
+@pytest.mark.parametrize("shape", [(30, 40), (31, 43), (24, 26)])
+def test_valid_blur_matches_engine_model_and_its_adjoint(shape):
+    # (31, 43): latent 37 x 47, both prime, so the products run at a larger FFT size (40 x 48);
+    # (24, 26): latent 30 x 30, already a fast size.
     gen = torch.Generator().manual_seed(0)
     k = torch.rand(7, 5, generator=gen, dtype=torch.float64)
-    op = ValidBlur(k / k.sum(), (30, 40))
-    x = torch.rand(2, 36, 44, generator=gen, dtype=torch.float64)
-    r = torch.rand(2, 30, 40, generator=gen, dtype=torch.float64)
+    op = ValidBlur(k / k.sum(), shape)
+    x = torch.rand(2, shape[0] + 6, shape[1] + 4, generator=gen, dtype=torch.float64)
+    r = torch.rand(2, *shape, generator=gen, dtype=torch.float64)
+    assert op.adjoint(r).shape == x.shape
     torch.testing.assert_close(op(x), blur_valid(x[:, None], k / k.sum())[:, 0])
     assert abs(float((op(x) * r).sum() - (x * op.adjoint(r)).sum())) < 1e-9
+
+
+@pytest.mark.parametrize("shape", [(61, 53), (12, 9)])
+def test_pad_and_taper_keeps_the_image_and_pads_to_a_fast_size(shape):
+    from napari_selfdeblur.imaging.fourier import next_fast_len, pad_and_taper
+
+    gen = torch.Generator().manual_seed(1)
+    planes = torch.rand(2, *shape, generator=gen, dtype=torch.float64)
+    psf = torch.full((5, 5), 1 / 25, dtype=torch.float64)
+    padded, py, px = pad_and_taper(planes, psf)
+    h, w = shape
+    torch.testing.assert_close(padded[:, py : py + h, px : px + w], planes)
+    if min(shape) > 40:  # margins fit: the padded size is a fast FFT size
+        assert padded.shape[-2:] == (next_fast_len(h + 2 * py), next_fast_len(w + 2 * px))
+    # periodic and smooth: the wrap-around step is no larger than the image's own steps
+    wrap = (padded[:, 0] - padded[:, -1]).abs().max()
+    assert float(wrap) <= float((planes[:, 1:] - planes[:, :-1]).abs().max())
 
 
 @pytest.mark.parametrize("beta", [1.0, 16.0, 256.0])

@@ -258,9 +258,9 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
         )
         raw.kernel, latent = _polish(prep.grey, raw.kernel, first, cfg, extra, device=device)
     else:
-        latent = _nonblind(prep.grey, raw.kernel, cfg.final, raw.latent, device)
+        latent = _final_pass(prep.grey, raw.kernel, raw.latent, cfg, device)
     if cfg.safeguard and map_start is not None and map_start is not raw:
-        map_latent = _nonblind(prep.grey, map_start.kernel, cfg.final, map_start.latent, device)
+        map_latent = _final_pass(prep.grey, map_start.kernel, map_start.latent, cfg, device)
         ours = _quality(prep.grey, latent, raw.kernel)
         theirs = _quality(prep.grey, map_latent, map_start.kernel)
         keep_map = ours["residual"] > 1.1 * theirs["residual"] and (
@@ -294,11 +294,20 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
 
     new = refit_kernel(grey, latent, kernel.shape, cfg.map, device=device)
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
-    return new, _nonblind(grey, new, cfg.final, latent, device)
+    return new, _final_pass(grey, new, latent, cfg, device)
+
+
+def _final_pass(grey, kernel, latent, cfg, device):
+    """The preset's last non-blind pass (``cfg.final``, at ``cfg.final_strength_factor``)."""
+    factor = cfg.final_strength_factor
+    extra = {} if factor is None else {"strength_factor": factor}
+    return _nonblind(grey, kernel, cfg.final, latent, device, **extra)
 
 
 def _nonblind(grey, kernel, method: str, latent, device, **params):
-    """``method``'s deconvolution of ``grey`` with an estimated ``kernel`` ("none": ``latent``)."""
+    """``method``'s deconvolution of ``grey`` with an estimated ``kernel`` ("none": ``latent``);
+    ``params`` go to :func:`~napari_selfdeblur.nonblind.api.refine`.
+    """
     if method == "none":
         return latent
     from .nonblind.api import refine

@@ -8,6 +8,7 @@ This module imports neither torch nor napari.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -183,6 +184,10 @@ class DeblurConfig:
     # result (the MAP kernel step on its strongest gradients, ``map.refit_salient``), then run the
     # non-blind step again with that kernel. One more non-blind solve.
     polish: bool = False
+    # Multiplier of the noise-derived strength of the last non-blind pass; None: the factor for
+    # estimated kernels (nonblind.base.ESTIMATED_KERNEL_FACTOR). A polished kernel is closer to
+    # the truth and wants a weaker prior (benchmarks/polish_design.py).
+    final_strength_factor: float | None = None
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
@@ -207,6 +212,9 @@ class DeblurConfig:
                 f"final must be 'none', 'sparse' or 'hyper-laplacian', got {self.final!r}"
             )
         self.map.validate()
+        factor = self.final_strength_factor
+        if factor is not None and not (math.isfinite(factor) and factor > 0):
+            raise InvalidInputError(f"final_strength_factor must be positive, got {factor}")
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
             raise InvalidInputError("init_iterations must be >= 0 and init_kernel_sigma > 0")
         if self.coarse_levels < 0 or self.coarse_iterations < 1:
@@ -267,7 +275,8 @@ class DeblurConfig:
         valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
-        for key in ("blur", "channels_last", "engine", "final", "safeguard"):
+        final_step = ("final", "safeguard", "polish", "final_strength_factor")
+        for key in ("blur", "channels_last", "engine", *final_step):
             d.pop(key)  # checkpoints are of SelfDeblur runs, before any final step
         if d["init"] != "map":
             d.pop("map")
@@ -331,7 +340,10 @@ def _demo() -> DeblurConfig:
 
 def _quick() -> DeblurConfig:
     # Seconds on a CPU: the MAP kernel estimate, the sparse non-blind step with it, the kernel
-    # refitted at full resolution against that result, and the sparse step again.
+    # refitted at full resolution against that result, and the sparse step again. The last pass
+    # keeps the estimated-kernel strength: 2x the noise-derived strength won on the design
+    # photographs at noise >= 0.005 but tied at 0.001-0.002 and lost 0.7 dB on Levin (noise
+    # about 0.002; docs/benchmarks.md). Noisy images may do better with final_strength_factor=2.
     return DeblurConfig(engine="map", final="sparse", polish=True)
 
 

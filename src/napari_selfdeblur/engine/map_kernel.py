@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MapConfig
-from ..imaging.fourier import pad_and_taper, psf_to_otf
+from ..imaging.fourier import next_fast_len, pad_and_taper, psf_to_otf
 from .physics import centroid_offset, resample, shift_kernel
 
 
@@ -344,10 +344,11 @@ def refit_kernel(
     border are not used. Returns the kernel of ``kernel_shape`` made a PSF (:func:`project_kernel`).
     """
     kh, kw = kernel_shape
-    pad = (2 * kw, 2 * kw, 2 * kh, 2 * kh)
+    h, w = y.shape
+    by, bx = (next_fast_len(n + 4 * k) - n - 2 * k for n, k in ((h, kh), (w, kw)))
+    pad = (2 * kw, bx if bx < w else 2 * kw, 2 * kh, by if by < h else 2 * kh)  # fast FFT sizes
     planes = torch.from_numpy(np.stack([y, latent]).astype(np.float64)).to(device)
     yp, xp = F.pad(planes[:, None], pad, mode="reflect")[:, 0]
-    h, w = y.shape
     mask = torch.zeros(yp.shape, dtype=yp.dtype, device=yp.device)
     top, left = 2 * kh + kh // 2 + 1, 2 * kw + kw // 2 + 1
     mask[top : top + h - 2 * (kh // 2 + 1), left : left + w - 2 * (kw // 2 + 1)] = 1

@@ -80,19 +80,6 @@ def blur_valid(latent: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(latent, weight, groups=c)
 
 
-def next_fast_len(n: int) -> int:
-    """The smallest integer >= n whose only prime factors are 2, 3 and 5 (fast FFT sizes)."""
-    m = max(1, int(n))
-    while True:
-        r = m
-        for p in (2, 3, 5):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
-
-
 def blur_valid_fft(latent: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """:func:`blur_valid` computed with FFTs (the same values up to float rounding).
 
@@ -101,6 +88,8 @@ def blur_valid_fft(latent: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     cost hardly depends on the kernel size, where direct convolution grows with kh * kw.
     """
     import torch
+
+    from ..imaging.fourier import next_fast_len
 
     kh, kw = kernel.shape[-2:]
     hp, wp = latent.shape[-2:]

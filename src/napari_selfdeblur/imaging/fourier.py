@@ -14,6 +14,21 @@ import torch
 import torch.nn.functional as F
 
 
+def next_fast_len(n: int) -> int:
+    """The smallest integer >= n whose only prime factors are 2, 3 and 5: FFTs of such sizes are
+    several times faster than of sizes with a large prime factor (e.g. 371 = 7 x 53).
+    """
+    m = max(1, int(n))
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
 def psf_to_otf(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """FFT of a PSF zero-padded to ``shape`` with its centre moved to the origin (rfft2 layout)."""
     kh, kw = psf.shape
@@ -28,23 +43,30 @@ def pad_and_taper(planes: torch.Tensor, psf: torch.Tensor) -> tuple[torch.Tensor
 
     The margin blends from the reflected image (inside) to its circular blur by the PSF (at the
     outer edge), as MATLAB's ``edgetaper`` does, which matches the FFT's circular model there.
-    Returns the padded planes and the margins (py, px) to crop afterwards.
+    The top and left margins are twice the kernel; the bottom and right ones are widened so the
+    padded size is a fast FFT size (:func:`next_fast_len`). Returns the padded planes and the
+    top and left margins (py, px): the image is ``padded[..., py : py + H, px : px + W]``.
     """
     kh, kw = psf.shape
     h, w = planes.shape[-2:]
     py, px = min(2 * kh, h - 1), min(2 * kw, w - 1)
-    padded = torch.nn.functional.pad(planes[:, None], (px, px, py, py), mode="reflect")[:, 0]
+    ty, tx = next_fast_len(h + 2 * py) - h, next_fast_len(w + 2 * px) - w
+    py, px = min(ty // 2, h - 1), min(tx // 2, w - 1)
+    by = min(ty - py, h - 1)  # reflection needs margins < H
+    bx = min(tx - px, w - 1)
+    padded = torch.nn.functional.pad(planes[:, None], (px, bx, py, by), mode="reflect")[:, 0]
     otf = psf_to_otf(psf, padded.shape[-2:])
     blurred = torch.fft.irfft2(torch.fft.rfft2(padded) * otf, s=padded.shape[-2:])
 
-    def ramp(n: int, m: int) -> torch.Tensor:
+    def ramp(n: int, first: int, last: int) -> torch.Tensor:
         r = torch.ones(n, dtype=planes.dtype, device=planes.device)
-        t = torch.linspace(0, 1, m + 2, dtype=planes.dtype, device=planes.device)[1:-1]
-        t = 0.5 - 0.5 * torch.cos(torch.pi * t)  # smooth 0 -> 1
-        r[:m], r[n - m :] = t, t.flip(0)
+        for m, sl in ((first, slice(0, first)), (last, slice(n - last, n))):
+            t = torch.linspace(0, 1, m + 2, dtype=planes.dtype, device=planes.device)[1:-1]
+            t = 0.5 - 0.5 * torch.cos(torch.pi * t)  # smooth 0 -> 1
+            r[sl] = t if sl.start == 0 else t.flip(0)
         return r
 
-    alpha = ramp(padded.shape[-2], py)[:, None] * ramp(padded.shape[-1], px)[None, :]
+    alpha = ramp(padded.shape[-2], py, by)[:, None] * ramp(padded.shape[-1], px, bx)[None, :]
     return alpha * padded + (1 - alpha) * blurred, py, px
 
 
@@ -76,22 +98,33 @@ class ValidBlur:
         self.kh, self.kw = psf.shape
         self.h, self.w = image_shape
         self.latent_shape = (self.h + self.kh - 1, self.w + self.kw - 1)
+        # The circular model at the latent's size (for circulant preconditioners).
         self.otf = psf_to_otf(psf, self.latent_shape)
+        # The products themselves are computed at a fast FFT size, the latent zero-extended: the
+        # 'valid' window and the adjoint's support never wrap, so the values are the same.
+        self.fft_shape = (next_fast_len(self.latent_shape[0]), next_fast_len(self.latent_shape[1]))
+        same = self.fft_shape == self.latent_shape
+        self._fft_otf = self.otf if same else psf_to_otf(psf, self.fft_shape)
 
     def crop(self, x: torch.Tensor) -> torch.Tensor:
         """The latent's window aligned with the observation."""
         oy, ox = self.kh // 2, self.kw // 2
         return x[..., oy : oy + self.h, ox : ox + self.w]
 
+    def _product(self, x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
+        s = self.fft_shape
+        out = torch.fft.irfft2(torch.fft.rfft2(x, s=s) * otf, s=s)
+        return out[..., : self.latent_shape[0], : self.latent_shape[1]]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The 'valid' blur A x of an (N, H + kh - 1, W + kw - 1) latent."""
-        return self.crop(torch.fft.irfft2(torch.fft.rfft2(x) * self.otf, s=self.latent_shape))
+        return self.crop(self._product(x, self._fft_otf))
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         """The adjoint A^T r of an (N, H, W) residual."""
         oy, ox = self.kh // 2, self.kw // 2
         big = F.pad(r, (ox, self.kw - 1 - ox, oy, self.kh - 1 - oy))
-        return torch.fft.irfft2(torch.fft.rfft2(big) * self.otf.conj(), s=self.latent_shape)
+        return self._product(big, self._fft_otf.conj())
 
     def extend(self, y: torch.Tensor) -> torch.Tensor:
         """A starting latent: the observation with its border pixels replicated outwards."""

@@ -13,6 +13,7 @@ deconvolved with the same kernel; alpha passes through.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ def refine(
     should_stop: Callable[[], bool] | None = None,
     max_batch_bytes: int = 512 * 2**20,
     kernel_estimated: bool = False,
+    strength_factor: float | None = None,
     **params: Any,
 ) -> RefineResult:
     """Deconvolve ``image`` (2-D, RGB(A) or a stack) with the PSF ``kernel``.
@@ -129,6 +131,9 @@ def refine(
     kernel_estimated
         The kernel came from a blind estimate: a default strength is multiplied by
         :data:`~napari_selfdeblur.nonblind.base.ESTIMATED_KERNEL_FACTOR`.
+    strength_factor
+        Multiplies a default (noise-derived) strength instead: overrides the factor that
+        ``kernel_estimated`` implies (an explicit ``strength`` is never scaled).
     """
     from ..engine.device import is_out_of_memory, resolve_device
     from ..errors import OutOfMemoryError
@@ -144,6 +149,10 @@ def refine(
     if kh > h or kw > w:
         raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")
     factor = ESTIMATED_KERNEL_FACTOR if kernel_estimated else 1.0
+    if strength_factor is not None:
+        factor = float(strength_factor)
+        if not (math.isfinite(factor) and factor > 0):
+            raise InvalidInputError(f"strength_factor must be positive, got {strength_factor}")
     prepared = [
         _prepare_plane(p, i, n_planes, is_rgb, spec, values, factor) for i, p in enumerate(planes)
     ]
@@ -176,8 +185,16 @@ def refine(
         runtime_s=time.perf_counter() - start,
         device=str(dev),
         cancelled=job.cancelled,
-        extra={"kernel_estimated": True} if kernel_estimated else {},
+        extra=_refine_extra(kernel_estimated, strength_factor),
     )
+
+
+def _refine_extra(kernel_estimated: bool, strength_factor: float | None) -> dict[str, Any]:
+    """What a :class:`RefineResult` records about how its default strengths were scaled."""
+    extra: dict[str, Any] = {"kernel_estimated": True} if kernel_estimated else {}
+    if strength_factor is not None:
+        extra["strength_factor"] = float(strength_factor)
+    return extra
 
 
 @dataclass
