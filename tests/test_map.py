@@ -186,6 +186,17 @@ def test_estimated_kernels_get_a_stronger_default_strength(scene, asymmetric_ker
     assert estimated.metadata()["kernel_estimated"] is True
 
 
+@pytest.mark.parametrize("kernel_size", [21, 39])
+def test_quick_takes_kernels_more_than_half_the_image(kernel_size):
+    # 21 px on 40 px: the refit's margins of twice the kernel exceed what reflection can add;
+    # 39 px: no pixel is half a kernel from the border, so the polish keeps the MAP kernel.
+    image = sharp_scene((40, 40), seed=1).astype(np.float32)
+    r = deblur(image, kernel_size, preset="quick", device="cpu")
+    assert r.kernel.shape == (kernel_size, kernel_size)
+    assert r.kernel.sum() == pytest.approx(1.0, abs=1e-4) and np.isfinite(r.latent).all()
+    assert "kernel_change_l1" in r.metadata()["polish"]
+
+
 def test_strength_factor_overrides_the_estimated_kernel_factor(scene, asymmetric_kernel):
     from napari_selfdeblur import refine
 

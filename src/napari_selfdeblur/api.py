@@ -293,6 +293,8 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
     from .engine.map_kernel import refit_kernel
 
     new = refit_kernel(grey, latent, kernel.shape, cfg.map, device=device)
+    if new is None:  # the kernel is nearly as large as the image: nothing to refit against
+        new = kernel
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
     return new, _final_pass(grey, new, latent, cfg, device)
 

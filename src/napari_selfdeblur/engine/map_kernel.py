@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MapConfig
-from ..imaging.fourier import next_fast_len, pad_and_taper, psf_to_otf
+from ..imaging.fourier import fast_margins, pad_and_taper, psf_to_otf
 from .physics import centroid_offset, resample, shift_kernel
 
 
@@ -334,24 +334,28 @@ def refit_kernel(
     cfg: MapConfig,
     *,
     device: torch.device,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """The kernel step once more, at full resolution, against a sharp ``latent`` of ``y``.
 
     ``y`` and ``latent`` are (H, W) in [0, 1] on the same grid (the latent is typically the
     non-blind result with the MAP kernel, sharper and less cartoon-like than the L0 latent). Only
     the latent's strongest gradients (the top ``cfg.refit_salient`` fraction by magnitude) enter
     the least-squares kernel step (weight ``cfg.gamma``); pixels within half a kernel of the
-    border are not used. Returns the kernel of ``kernel_shape`` made a PSF (:func:`project_kernel`).
+    border are not used. Returns the kernel of ``kernel_shape`` made a PSF (:func:`project_kernel`),
+    or None when no pixel is that far from the border (a kernel nearly as large as the image).
     """
     kh, kw = kernel_shape
     h, w = y.shape
-    by, bx = (next_fast_len(n + 4 * k) - n - 2 * k for n, k in ((h, kh), (w, kw)))
-    pad = (2 * kw, bx if bx < w else 2 * kw, 2 * kh, by if by < h else 2 * kh)  # fast FFT sizes
+    inner_h, inner_w = h - 2 * (kh // 2 + 1), w - 2 * (kw // 2 + 1)
+    if inner_h <= 0 or inner_w <= 0:
+        return None
+    py, by = fast_margins(h, 2 * kh, centred=False)
+    px, bx = fast_margins(w, 2 * kw, centred=False)
     planes = torch.from_numpy(np.stack([y, latent]).astype(np.float64)).to(device)
-    yp, xp = F.pad(planes[:, None], pad, mode="reflect")[:, 0]
+    yp, xp = F.pad(planes[:, None], (px, bx, py, by), mode="reflect")[:, 0]
     mask = torch.zeros(yp.shape, dtype=yp.dtype, device=yp.device)
-    top, left = 2 * kh + kh // 2 + 1, 2 * kw + kw // 2 + 1
-    mask[top : top + h - 2 * (kh // 2 + 1), left : left + w - 2 * (kw // 2 + 1)] = 1
+    top, left = py + kh // 2 + 1, px + kw // 2 + 1
+    mask[top : top + inner_h, left : left + inner_w] = 1
     gx, gy = _grad(xp[None])
     mag = torch.sqrt(gx**2 + gy**2)
     keep = mag >= top_fraction_threshold(mag[0][mask > 0], cfg.refit_salient)

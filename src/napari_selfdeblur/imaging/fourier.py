@@ -29,6 +29,17 @@ def next_fast_len(n: int) -> int:
         m += 1
 
 
+def fast_margins(n: int, margin: int, *, centred: bool = True) -> tuple[int, int]:
+    """Reflection margins (before, after) for an axis of ``n`` pixels: ``margin`` on each side,
+    widened so the padded length is a fast FFT size (:func:`next_fast_len`), the extra split
+    evenly (``centred``) or all after; each capped at ``n - 1``, the most a reflection can add.
+    """
+    margin = min(margin, n - 1)
+    total = next_fast_len(n + 2 * margin) - n
+    before = total // 2 if centred else margin
+    return min(before, n - 1), min(total - before, n - 1)
+
+
 def psf_to_otf(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """FFT of a PSF zero-padded to ``shape`` with its centre moved to the origin (rfft2 layout)."""
     kh, kw = psf.shape
@@ -43,27 +54,25 @@ def pad_and_taper(planes: torch.Tensor, psf: torch.Tensor) -> tuple[torch.Tensor
 
     The margin blends from the reflected image (inside) to its circular blur by the PSF (at the
     outer edge), as MATLAB's ``edgetaper`` does, which matches the FFT's circular model there.
-    The top and left margins are twice the kernel; the bottom and right ones are widened so the
-    padded size is a fast FFT size (:func:`next_fast_len`). Returns the padded planes and the
-    top and left margins (py, px): the image is ``padded[..., py : py + H, px : px + W]``.
+    The margins are twice the kernel, widened evenly to a fast FFT size (:func:`fast_margins`).
+    Returns the padded planes and the top and left margins (py, px): the image is
+    ``padded[..., py : py + H, px : px + W]``.
     """
     kh, kw = psf.shape
     h, w = planes.shape[-2:]
-    py, px = min(2 * kh, h - 1), min(2 * kw, w - 1)
-    ty, tx = next_fast_len(h + 2 * py) - h, next_fast_len(w + 2 * px) - w
-    py, px = min(ty // 2, h - 1), min(tx // 2, w - 1)
-    by = min(ty - py, h - 1)  # reflection needs margins < H
-    bx = min(tx - px, w - 1)
+    py, by = fast_margins(h, 2 * kh)
+    px, bx = fast_margins(w, 2 * kw)
     padded = torch.nn.functional.pad(planes[:, None], (px, bx, py, by), mode="reflect")[:, 0]
     otf = psf_to_otf(psf, padded.shape[-2:])
     blurred = torch.fft.irfft2(torch.fft.rfft2(padded) * otf, s=padded.shape[-2:])
 
+    def rise(m: int) -> torch.Tensor:  # m values rising smoothly from 0 to 1 (ends excluded)
+        t = torch.linspace(0, 1, m + 2, dtype=planes.dtype, device=planes.device)[1:-1]
+        return 0.5 - 0.5 * torch.cos(torch.pi * t)
+
     def ramp(n: int, first: int, last: int) -> torch.Tensor:
         r = torch.ones(n, dtype=planes.dtype, device=planes.device)
-        for m, sl in ((first, slice(0, first)), (last, slice(n - last, n))):
-            t = torch.linspace(0, 1, m + 2, dtype=planes.dtype, device=planes.device)[1:-1]
-            t = 0.5 - 0.5 * torch.cos(torch.pi * t)  # smooth 0 -> 1
-            r[sl] = t if sl.start == 0 else t.flip(0)
+        r[:first], r[n - last :] = rise(first), rise(last).flip(0)
         return r
 
     alpha = ramp(padded.shape[-2], py, by)[:, None] * ramp(padded.shape[-1], px, bx)[None, :]
