@@ -115,11 +115,32 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def against_reference(rows: list[dict], reference: dict[str, float], margin: float = 0.5):
+    """(runs more than ``margin`` dB below ``reference[name]`` (another method's PSNR on the
+    same image), the largest per-image standard deviation over seeds); images missing from
+    ``reference`` are not compared.
+    """
+    below = [
+        r for r in rows if r["name"] in reference and r["psnr"] < reference[r["name"]] - margin
+    ]
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["init"], r["name"]), []).append(r["psnr"])
+    stds = [np.std(v, ddof=1) for v in groups.values() if len(v) > 1]
+    return below, float(max(stds)) if stds else float("nan")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("csv", type=Path, nargs="+")
     p.add_argument("--all", action="store_true", help="also use rows without a partner")
     p.add_argument("--plot", type=Path, help="write seeds.png and seeds.csv into this folder")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        help="a levin.py CSV of another method (e.g. quick): count the runs more than 0.5 dB "
+        "below its PSNR on the same image",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -145,6 +166,15 @@ def main() -> None:
             f"{s['gain_worst']:+.2f} | {s['near_input']} | {s['no_blur']} | {s['flagged']} | "
             f"{s['lowest_loss']:.2f} | {s['best']:.2f} | {s['refined']:.2f} | "
             f"{s['seconds']:.0f} |"
+        )
+    if args.reference:
+        with args.reference.open() as f:
+            reference = {r["name"]: float(r["psnr"]) for r in csv.DictReader(f)}
+        below, worst_std = against_reference(rows, reference)
+        listed = ", ".join(f"{r['name']} seed {r['seed']}" for r in below) or "none"
+        print(
+            f"\nlargest per-image std: {worst_std:.2f} dB; runs more than 0.5 dB below "
+            f"{args.reference.name}: {len(below)} of {len(rows)} ({listed})"
         )
     inits = sorted({r["init"] for r in rows})
     names = sorted({r["name"] for r in rows})

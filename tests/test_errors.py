@@ -106,8 +106,14 @@ def test_config_from_spec():
     cfg = config_from_spec("paper:blur=direct,channels_last=false,iterations=100")
     assert cfg.blur == "direct" and cfg.channels_last is False and cfg.iterations == 100
     assert config_from_spec("demo") == get_preset("demo")
-    with pytest.raises(InvalidInputError, match="not a top-level setting"):
-        config_from_spec("paper:image_net=1")
+    for bad in ("paper:image_net=1", "quick:map.nope=1", "quick:nope.gamma=1"):
+        with pytest.raises(InvalidInputError, match="is not a setting that can be changed"):
+            config_from_spec(bad)
+    nested = config_from_spec("quick:map.candidates=3,map.gamma=10,polish=false")
+    assert nested.map.candidates == 3 and nested.map.gamma == 10.0 and nested.polish is False
+    assert nested.map.rounds == get_preset("quick").map.rounds  # the rest as the preset has it
+    with pytest.raises(InvalidInputError, match="MAP candidates must be"):
+        config_from_spec("quick:map.candidates=2")
     with pytest.raises(InvalidInputError, match="blur must be"):
         config_from_spec("paper:blur=magic")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -260,7 +262,63 @@ def test_map_design_options_keep_the_kernel_a_psf_of_the_size_asked(hook_problem
     assert kernel_similarity(k, truth) > 0.5
 
 
+def test_candidates_keep_the_estimate_that_agrees_with_the_others(hook_problem):
+    from napari_selfdeblur.engine.map_kernel import ORIENTATIONS
+
+    blurry, truth = hook_problem
+    other = np.ascontiguousarray(blurry.T)  # a second plane with its own (transposed) blur
+    cfg = MapConfig(rounds=2, candidates=3)
+    res = estimate_map(np.stack([blurry, other]), (9, 9), cfg, device=CPU)
+    assert res.kernels.shape == (2, 9, 9) and len(res.candidates) == 2
+    one = MapConfig(rounds=2)
+    axes = [
+        tuple(a for a, f in zip((0, 1), flips, strict=True) if f) for flips in ORIENTATIONS.values()
+    ]
+    for plane, note, kernel in zip((blurry, other), res.candidates, res.kernels, strict=True):
+        # Each candidate is the plain estimate of the turned image, turned back.
+        alone = []
+        for turn in axes[:3]:
+            turned = np.flip(plane, turn).copy()[None]
+            alone.append(np.flip(estimate_map(turned, (9, 9), one, device=CPU).kernels[0], turn))
+        sims = [[kernel_similarity(a, b) for b in alone] for a in alone]
+        agreement = [(sum(row) - 1) / 2 for row in sims]
+        assert note["agreement"] == pytest.approx(agreement, abs=1e-3)
+        kept = list(ORIENTATIONS).index(note["kept"])
+        assert kept == int(np.argmax(agreement))
+        np.testing.assert_allclose(kernel, alone[kept], atol=1e-6)
+    assert kernel_similarity(res.kernels[0], truth) > 0.8
+    again = estimate_map(np.stack([blurry, other]), (9, 9), cfg, device=CPU)
+    np.testing.assert_array_equal(again.kernels, res.kernels)
+
+
+def test_the_medoid_is_the_kernel_the_others_agree_with(asymmetric_kernel):
+    from napari_selfdeblur.engine.map_kernel import medoid
+
+    k = asymmetric_kernel
+    moved = np.roll(k, 1, axis=1)  # the same kernel, translated: similarity 1
+    stray = np.zeros_like(k)
+    stray[k.shape[0] // 2, :] = 1 / k.shape[1]  # a horizontal line: a different blur
+    best, agreement = medoid([stray, k, moved])
+    assert best == 1  # k and moved tie; the first of them wins
+    assert agreement[1] == pytest.approx(agreement[2]) and agreement[0] < agreement[1]
+    assert agreement[1] == pytest.approx((1 + kernel_similarity(k, stray)) / 2)
+
+
+def test_candidates_are_recorded_in_the_metadata(hook_problem):
+    blurry, _ = hook_problem
+    quick = get_preset("quick")
+    assert quick.map.candidates == 3
+    cfg = quick.replace(map=dataclasses.replace(quick.map, rounds=2))
+    meta = deblur(blurry, 9, preset=cfg, device="cpu").metadata()
+    assert meta["map_candidates"]["kept"] in ("as is", "up-down", "left-right")
+    assert len(meta["map_candidates"]["agreement"]) == 3
+    one = cfg.replace(map=dataclasses.replace(cfg.map, candidates=1))
+    assert "map_candidates" not in deblur(blurry, 9, preset=one, device="cpu").metadata()
+
+
 def test_map_design_options_are_checked():
+    with pytest.raises(InvalidInputError, match="MAP candidates must be 1, 3 or 4"):
+        MapConfig(candidates=2).validate()
     for bad in ({"margin": -1}, {"kernel_p": 0.0}, {"kernel_p": 2.5}):
         with pytest.raises(InvalidInputError, match="MAP"):
             MapConfig(**bad).validate()

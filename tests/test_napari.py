@@ -152,6 +152,22 @@ def test_refine_widget_with_the_true_kernel_raises_psnr(viewer, qtbot):
     assert viewer.layers["sample blurry refined"].metadata["kernel_estimated"] is True
 
 
+def test_refine_function_uses_the_estimated_kernel_strength_for_blind_kernels():
+    from napari.layers import Image
+
+    from napari_selfdeblur._napari.functions import refine_image
+    from napari_selfdeblur.evaluation.sample import blurred_sample
+
+    sample = blurred_sample((48, 48))
+    image = Image(sample.blurry, name="b")
+    loaded = Image(sample.kernel, name="psf")
+    blind = Image(sample.kernel, name="b kernel", metadata={"preset": "quick"})
+    exact, _, _ = refine_image(image, loaded, "sparse")
+    estimated, kwargs, _ = refine_image(image, blind, "sparse")
+    assert kwargs["metadata"]["kernel_estimated"] is True
+    assert np.abs(estimated - exact).max() > 1e-3  # a stronger prior: a different result
+
+
 def test_parametric_kernel_and_method_parameters(viewer, qtbot):
     layer = viewer.add_image(sharp_scene((48, 48)).astype(np.float32), name="x")
     widget = RefineWidget(viewer)

@@ -5,6 +5,7 @@ Every CLI test runs the cheap ``quick`` preset on tiny images; refusals happen b
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -294,6 +295,12 @@ def test_memory_estimate_refuses_runs_that_cannot_fit(monkeypatch):
     demo = resources.estimate_bytes((1024, 1024), (15, 15), get_preset("demo"))
     # The measured peaks less ~0.45 GiB of libraries (docs/benchmarks.md): 9.8 and 2.7 GiB.
     assert 8.5 * 2**30 < paper < 11.5 * 2**30 and 2.2 * 2**30 < demo < 3.5 * 2**30
+    # The MAP candidates run as one batch: three need three times the memory of one (measured
+    # peaks of the estimator on 1024x1024: 396 and 1196 MiB).
+    quick = get_preset("quick")
+    one = quick.replace(map=dataclasses.replace(quick.map, candidates=1))
+    q3, q1 = (resources.estimate_bytes((1024, 1024), (15, 15), c) for c in (quick, one))
+    assert quick.map.candidates == 3 and q3 == 3 * q1 and 350 * 2**20 < q1 < 450 * 2**20
     monkeypatch.setattr(resources, "available_bytes", lambda device: 2**20)
     img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     with pytest.raises(OutOfMemoryError, match=r"on CPU, which has 0\.0 GiB free.*[Cc]rop"):

@@ -79,3 +79,15 @@ def test_summary_pairs_runs_and_counts_no_blur_endings(tmp_path):
     assert s["random"]["lowest_loss"] == pytest.approx(24.1)
     assert s["noblur"]["lowest_loss"] == pytest.approx(28.0)
     assert s["random"]["best"] == pytest.approx(30.0)
+
+
+def test_runs_are_compared_with_a_reference_on_the_same_image(tmp_path):
+    a = _write(
+        tmp_path / "a.csv",
+        "standard",
+        [("im1", 0, 30.0, 0.1, ""), ("im1", 1, 29.4, 0.1, ""), ("im2", 0, 25.0, 0.1, "")],
+    )
+    rows = seed_report.load([a])
+    below, worst_std = seed_report.against_reference(rows, {"im1": 30.0, "im3": 40.0})
+    assert [(r["name"], r["seed"]) for r in below] == [("im1", 1)]  # 0.6 dB below; im2 unknown
+    assert worst_std == pytest.approx(0.6 / 2**0.5)  # im1's two seeds; im2 has one

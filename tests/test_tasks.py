@@ -10,6 +10,7 @@ import pytest
 from napari_selfdeblur._napari.tasks import (
     LayerGeometry,
     blind_task,
+    from_blind_run,
     refine_task,
     roi_box,
     run_to_end,
@@ -19,6 +20,7 @@ from napari_selfdeblur.errors import InvalidInputError
 from napari_selfdeblur.evaluation.metrics import psnr
 from napari_selfdeblur.evaluation.sample import sharp_scene
 from napari_selfdeblur.imaging.psf import disk_psf, gaussian_psf, motion_psf
+from napari_selfdeblur.nonblind.api import refine
 
 
 def test_parametric_psfs_are_normalised_centred_and_oriented():
@@ -75,6 +77,18 @@ def test_blind_task_stack_modes(tiny_config):
     )
     assert lat[0].shape == planes.shape and ker[0].shape == (5, 5)
     assert [r["plane"] for r in lat[1]["metadata"]["runs"]] == [1]
+    # The other planes are deconvolved with the blind estimate at the estimated-kernel strength.
+    method = lat[1]["metadata"]["refined_with"]
+    estimated = refine(planes[0], ker[0], method, kernel_estimated=True).image
+    exact = refine(planes[0], ker[0], method).image
+    np.testing.assert_allclose(lat[0][0], estimated, rtol=1e-5, atol=1e-6)
+    assert np.abs(lat[0][0] - exact).max() > 1e-3
+
+
+def test_only_kernel_layers_of_blind_runs_count_as_estimates():
+    assert from_blind_run({"preset": "quick", "kernel_size": [9, 9]})
+    assert not from_blind_run({"kernel_size": [9, 9]})  # e.g. a PSF the user loaded
+    assert not from_blind_run(None) and not from_blind_run("preset")
 
 
 @pytest.mark.slow

@@ -216,6 +216,7 @@ def _run_engine(
             callback=common["callback"],
             should_stop=common["should_stop"],
         )
+        extra.update(map_start.notes)
         if cfg.engine == "map" or map_start.cancelled:
             return map_start, seed, map_start
         common = {**common, "start": map_start}
@@ -284,6 +285,13 @@ POLISH_FIRST_PASS: dict[str, dict[str, Any]] = {
     "sparse": {"reweightings": 1, "cg_iterations": 50},
 }
 
+#: Settings of the non-blind pass after the polish refit: 50 CG steps per reweighting instead of
+#: 100 gave the same PSNR to 0.01 dB on the design photographs (noise 0.002 and 0.005) in about
+#: half the time.
+POLISH_FINAL_PASS: dict[str, dict[str, Any]] = {
+    "sparse": {"cg_iterations": 50},
+}
+
 
 def _polish(grey, kernel, latent, cfg, extra, *, device):
     """(kernel, latent) after the full-resolution kernel refit against ``latent`` and a second
@@ -296,14 +304,17 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
     if new is None:  # the kernel is nearly as large as the image: nothing to refit against
         new = kernel
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
-    return new, _final_pass(grey, new, latent, cfg, device)
+    cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
+    return new, _final_pass(grey, new, latent, cfg, device, **cheaper)
 
 
-def _final_pass(grey, kernel, latent, cfg, device):
-    """The preset's last non-blind pass (``cfg.final``, at ``cfg.final_strength_factor``)."""
+def _final_pass(grey, kernel, latent, cfg, device, **params):
+    """The preset's last non-blind pass (``cfg.final``, at ``cfg.final_strength_factor``);
+    ``params`` go to the method.
+    """
     factor = cfg.final_strength_factor
     extra = {} if factor is None else {"strength_factor": factor}
-    return _nonblind(grey, kernel, cfg.final, latent, device, **extra)
+    return _nonblind(grey, kernel, cfg.final, latent, device, **extra, **params)
 
 
 def _nonblind(grey, kernel, method: str, latent, device, **params):

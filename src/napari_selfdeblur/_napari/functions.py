@@ -59,17 +59,26 @@ def refine_image(
 ) -> LayerDataTuple:
     """Deconvolve ``image`` (2-D, RGB or a stack of planes) with the PSF ``kernel``.
 
-    ``strength`` 0 means: derive it from each plane's noise level. ``method`` is one of the
+    ``strength`` 0 means: derive it from each plane's noise level (stronger when the kernel
+    layer came from a blind run, whose metadata names its preset). ``method`` is one of the
     registered non-blind methods (:data:`napari_selfdeblur.nonblind.METHODS`). The result is a
     new layer ``<image> refined (<method>)`` with the image's scale and translate.
     """
     from ..nonblind import get_method
     from ..nonblind.api import refine
+    from .tasks import from_blind_run
 
     get_method(method)  # a name that is not registered is refused with a clear message
     params = {"strength": strength} if strength > 0 else {}
     kernel_data = np.asarray(kernel.data)
-    result = refine(np.asarray(image.data), kernel_data, method, rgb=bool(image.rgb), **params)
+    result = refine(
+        np.asarray(image.data),
+        kernel_data,
+        method,
+        rgb=bool(image.rgb),
+        kernel_estimated=from_blind_run(getattr(kernel, "metadata", None)),
+        **params,
+    )
     kwargs = {
         "name": f"{image.name} refined ({method})",
         "scale": tuple(image.scale),

@@ -183,6 +183,13 @@ def kernel_layer(
     )
 
 
+def from_blind_run(metadata: dict[str, Any] | None) -> bool:
+    """Whether a kernel layer's ``metadata`` says a blind run made it (it names a preset): its
+    non-blind refinement then uses the stronger default strength for estimated kernels.
+    """
+    return isinstance(metadata, dict) and "preset" in metadata
+
+
 def blind_task(
     data: np.ndarray,
     geometry: LayerGeometry,
@@ -425,7 +432,7 @@ class _BlindJob:
 
             def job(i: int) -> RefineJob:
                 kernel = kernels[i] if per_plane else kernels[self.current_plane]
-                return RefineJob(kernel, self.refine_method, device="cpu")
+                return RefineJob(kernel, self.refine_method, kernel_estimated=True, device="cpu")
 
             done = refine_planes(
                 self.planes, todo, job, latent, client=client, emit=emit, should_stop=should_stop
@@ -440,6 +447,7 @@ class _BlindJob:
             kernels[todo] if per_plane else kernels[self.current_plane],
             self.refine_method,
             rgb=self.geometry.rgb,
+            kernel_estimated=True,  # the kernel is this run's blind estimate
             device="cpu",
             callback=on_refine,
             should_stop=should_stop,

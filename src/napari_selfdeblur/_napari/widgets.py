@@ -32,7 +32,15 @@ from ..config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
 from ..errors import SelfDeblurError
 from ..nonblind import DEFAULT_METHOD, METHODS, Param
 from .saving import result_files, save_result
-from .tasks import LayerGeometry, TaskProgress, blind_task, kernel_layer, refine_task, roi_box
+from .tasks import (
+    LayerGeometry,
+    TaskProgress,
+    blind_task,
+    from_blind_run,
+    kernel_layer,
+    refine_task,
+    roi_box,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -892,7 +900,7 @@ class RefineWidget(Container, _RunnerMixin):
         return (
             self.kernel_source.value == "layer"
             and layer is not None
-            and ("preset" in getattr(layer, "metadata", {}))
+            and from_blind_run(getattr(layer, "metadata", None))
         )
 
     def params(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..config import MapConfig
 from ..imaging.fourier import fast_margins, pad_and_taper, psf_to_otf
+from ..imaging.psf import kernel_similarity
 from .physics import centroid_offset, resample, shift_kernel
 
 
@@ -54,6 +55,19 @@ class MapResult:
     latents: np.ndarray
     cancelled: bool = False
     levels: list[tuple[int, int]] = field(default_factory=list)  # kernel shape of each level
+    # With MapConfig.candidates > 1, per plane: the orientation kept and each candidate's mean
+    # kernel similarity to the others (1: all candidates found the same kernel).
+    candidates: list[dict] = field(default_factory=list)
+
+
+#: The orientations that ``MapConfig.candidates`` estimates from, in order: as is, flipped
+#: up-down, flipped left-right, rotated by 180 degrees (flip rows, flip columns).
+ORIENTATIONS = {
+    "as is": (False, False),
+    "up-down": (True, False),
+    "left-right": (False, True),
+    "rotated": (True, True),
+}
 
 
 def pyramid(kernel_shape: tuple[int, int], ratio: float = math.sqrt(2), smallest: int = 5):
@@ -245,8 +259,56 @@ def estimate_map(
     """MAP kernels of (N, H, W) planes in [0, 1], coarse to fine; see the module docstring.
 
     Deterministic: no random numbers are drawn. ``should_stop`` is polled before every round; a
-    cancelled run returns the kernels reached so far (upsampled to ``kernel_shape``).
+    cancelled run returns the kernels reached so far (upsampled to ``kernel_shape``). With
+    ``cfg.candidates`` C > 1 every plane is estimated in the first C :data:`ORIENTATIONS` (one
+    batch of C x N planes, so C times the work), each kernel and latent is turned back, and the
+    candidate whose kernel has the largest summed :func:`kernel_similarity` to the others is
+    kept (a medoid: one estimate that went astray is outvoted).
     """
+    names = list(ORIENTATIONS)[: cfg.candidates]
+    if len(names) == 1:
+        return _estimate(planes, kernel_shape, cfg, device, callback, should_stop)
+    batch = np.concatenate([_orient(planes, ORIENTATIONS[o]) for o in names])
+    res = _estimate(batch, kernel_shape, cfg, device, callback, should_stop)
+    n = len(planes)
+    kernels = [
+        _orient(res.kernels[i * n : (i + 1) * n], ORIENTATIONS[o]) for i, o in enumerate(names)
+    ]
+    latents = [
+        _orient(res.latents[i * n : (i + 1) * n], ORIENTATIONS[o]) for i, o in enumerate(names)
+    ]
+    chosen, notes = [], []
+    for p in range(n):
+        best, agreement = medoid([k[p] for k in kernels])
+        chosen.append(best)
+        notes.append({"kept": names[best], "agreement": [round(a, 3) for a in agreement]})
+    return MapResult(
+        kernels=np.stack([kernels[c][p] for p, c in enumerate(chosen)]),
+        latents=np.stack([latents[c][p] for p, c in enumerate(chosen)]),
+        cancelled=res.cancelled,
+        levels=res.levels,
+        candidates=notes,
+    )
+
+
+def medoid(kernels: list[np.ndarray]) -> tuple[int, list[float]]:
+    """(index of the kernel with the highest mean :func:`kernel_similarity` to the others, each
+    kernel's mean similarity to the others); the first wins a tie (to 1e-9, so that rounding
+    does not decide between equal kernels).
+    """
+    sims = np.array([[kernel_similarity(a, b) for b in kernels] for a in kernels])
+    agreement = (sims.sum(1) - np.diag(sims)) / (len(kernels) - 1)
+    return int(np.argmax(np.round(agreement, 9))), [float(a) for a in agreement]
+
+
+def _orient(a: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
+    """(..., H, W) ``a`` flipped up-down and/or left-right, contiguous (its own inverse)."""
+    axes = tuple(axis for axis, flip in zip((-2, -1), flips, strict=True) if flip)
+    return np.ascontiguousarray(np.flip(a, axes) if axes else a)
+
+
+def _estimate(planes, kernel_shape, cfg: MapConfig, device, callback, should_stop) -> MapResult:
+    """:func:`estimate_map` of every plane as it is."""
     ys = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float64)).to(device)
     n, h, w = ys.shape
     asked = tuple(kernel_shape)
@@ -431,6 +493,7 @@ def fit_map(
         history=history,
         iterations_run=len(history),
         cancelled=res.cancelled,
+        notes={"map_candidates": res.candidates[0]} if res.candidates else {},
     )
 
 
@@ -459,7 +522,8 @@ def auto_kernel_size(
     Returns ``{"probe": S, "support": [height, width], "chosen": n}``.
     """
     probe = probe_size(y.shape)
-    res = estimate_map(y[None], (probe, probe), cfg, device=device, should_stop=should_stop)
+    one = replace(cfg, candidates=1)  # the support only: one estimate is enough
+    res = estimate_map(y[None], (probe, probe), one, device=device, should_stop=should_stop)
     return {"probe": probe, **size_from_probe(res.kernels[0])}
 
 

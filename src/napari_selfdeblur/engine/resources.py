@@ -36,8 +36,9 @@ def estimate_bytes(
     (h, w), (kh, kw) = image_shape, kernel_shape
     padded = (h + kh - 1) * (w + kw - 1)
     fft = FFT_PER_PIXEL * (h + 2 * kh) * (w + 2 * kw)
+    map_fft = fft * cfg.map.candidates  # the MAP candidates run as one batch
     if cfg.engine == "map":
-        return batch * fft
+        return batch * map_fft
     net = cfg.image_net
     channels = sum(
         (d + u + s) / 4**level
@@ -48,7 +49,8 @@ def estimate_bytes(
     # Non-local blocks: an (n x n/4) float32 attention matrix and its gradient, n the positions.
     nonlocal_bytes = sum(2 * (padded / 4 ** (level + 1)) ** 2 for level in net.nonlocal_levels)
     gx = padded * (PER_PIXEL + PER_CHANNEL_PIXEL * channels) + nonlocal_bytes
-    return int(batch * (gx + (fft if cfg.init == "map" or cfg.final != "none" else 0)))
+    start = map_fft if cfg.init == "map" else fft if cfg.final != "none" else 0
+    return int(batch * (gx + start))
 
 
 def available_bytes(device: torch.device) -> int | None:

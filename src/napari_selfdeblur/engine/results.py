@@ -32,6 +32,7 @@ class FitResult:
     resumed_from: int = 0  # iteration a checkpoint was resumed at (0: a fresh run)
     resumed_runtime_s: float = 0.0  # seconds the earlier, checkpointed part of the run took
     state: dict | None = None  # {"gx": ..., "gk": ...} parameters on the CPU, with keep_state
+    notes: dict = field(default_factory=dict)  # JSON-ready facts for the metadata (MAP candidates)
 
     @property
     def final_loss(self) -> float:

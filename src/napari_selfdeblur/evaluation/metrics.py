@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..imaging.psf import kernel_similarity as kernel_similarity  # a metric too: re-exported
+
 
 def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB of two equally shaped arrays (no alignment)."""
@@ -41,25 +43,6 @@ def ssim(
     x = torch.from_numpy(np.asarray(estimate, np.float64))[None, None]
     y = torch.from_numpy(np.asarray(truth, np.float64))[None, None]
     return float(ssim_torch(x, y, window=window, sigma=sigma, data_range=data_range))
-
-
-def kernel_similarity(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Largest normalised cross-correlation of two kernels over all integer shifts, in [0, 1].
-
-    The correlation is not mean-subtracted (kernels are non-negative and zero outside their
-    support), so kernels of different sizes compare directly; 1 means equal up to a translation,
-    which blind deconvolution cannot determine. Orientation matters: pass both as PSFs.
-    """
-    a = np.asarray(estimate, np.float64)
-    b = np.asarray(truth, np.float64)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return 0.0
-    shape = (a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1)
-    corr = np.fft.irfft2(
-        np.fft.rfft2(a, shape) * np.conj(np.fft.rfft2(b, shape)), shape
-    )  # circular correlation on a grid large enough to hold every shift without overlap
-    return float(corr.max() / (na * nb))
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,22 @@ def prepare_kernels(kernel: np.ndarray, stack_shape: tuple[int, ...]) -> list[np
 
 
 PSF_SHAPES = {"gaussian": gaussian_psf, "disk": disk_psf, "motion": motion_psf}
+
+
+def kernel_similarity(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """Largest normalised cross-correlation of two kernels over all integer shifts, in [0, 1].
+
+    The correlation is not mean-subtracted (kernels are non-negative and zero outside their
+    support), so kernels of different sizes compare directly; 1 means equal up to a translation,
+    which blind deconvolution cannot determine. Orientation matters: pass both as PSFs.
+    """
+    a = np.asarray(estimate, np.float64)
+    b = np.asarray(truth, np.float64)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 0.0
+    shape = (a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1)
+    corr = np.fft.irfft2(
+        np.fft.rfft2(a, shape) * np.conj(np.fft.rfft2(b, shape)), shape
+    )  # circular correlation on a grid large enough to hold every shift without overlap
+    return float(corr.max() / (na * nb))
