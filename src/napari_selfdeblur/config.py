@@ -351,7 +351,7 @@ def _quick() -> DeblurConfig:
     # Seconds on a CPU: the MAP kernel estimate (three candidates: the image as is and flipped
     # up-down and left-right, the best-agreeing kernel kept), the sparse non-blind step with it,
     # the kernel refitted at full resolution against that result, and the sparse step again.
-    # The candidates cost about 3.5 s per Levin image and gained 0.7 dB there (0.14 to 0.20 dB
+    # The candidates cost about 5.6 s per Levin image and gained 0.7 dB there (0.14 to 0.20 dB
     # on the design photographs, where single estimates collapse less often). The last pass
     # keeps the estimated-kernel strength: 2x the noise-derived strength won on the design
     # photographs at noise >= 0.005 but tied at 0.001-0.002 and lost 0.7 dB on Levin (noise
