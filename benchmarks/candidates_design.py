@@ -48,7 +48,12 @@ def main() -> None:
 
     from map_design import problem
     from napari_selfdeblur.config import MapConfig
-    from napari_selfdeblur.engine.map_kernel import ORIENTATIONS, estimate_map, medoid
+    from napari_selfdeblur.engine.map_kernel import (
+        ORIENTATIONS,
+        estimate_map,
+        medoid,
+        orient,
+    )
     from napari_selfdeblur.evaluation.metrics import levin_score
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,10 +71,9 @@ def main() -> None:
             y, k, sharp = problem(name, ks, ks, args.noise)
             scores, kernels = [], []
             for o in names:
-                turn = tuple(a for a, f in zip((0, 1), ORIENTATIONS[o], strict=True) if f)
-                turned = np.flip(y, turn).copy()[None]
-                kmap = np.flip(estimate_map(turned, k.shape, one, device=cpu).kernels[0], turn)
-                kernels.append(np.ascontiguousarray(kmap))
+                turned = orient(y, ORIENTATIONS[o])[None]
+                kmap = estimate_map(turned, k.shape, one, device=cpu).kernels[0]
+                kernels.append(orient(kmap, ORIENTATIONS[o]))
                 outs = polish(y, kernels[-1], one, args.final_cg)
                 scores.append([levin_score(x, sharp).psnr for x in outs])
             best = medoid(kernels)[0]

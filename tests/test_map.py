@@ -276,16 +276,19 @@ def test_candidates_keep_the_estimate_that_agrees_with_the_others(hook_problem):
     ]
     for plane, note, kernel in zip((blurry, other), res.candidates, res.kernels, strict=True):
         # Each candidate is the plain estimate of the turned image, turned back.
-        alone = []
+        alone, alone_latents = [], []
         for turn in axes[:3]:
-            turned = np.flip(plane, turn).copy()[None]
-            alone.append(np.flip(estimate_map(turned, (9, 9), one, device=CPU).kernels[0], turn))
+            turned = estimate_map(np.flip(plane, turn).copy()[None], (9, 9), one, device=CPU)
+            alone.append(np.flip(turned.kernels[0], turn))
+            alone_latents.append(np.flip(turned.latents[0], turn))
         sims = [[kernel_similarity(a, b) for b in alone] for a in alone]
         agreement = [(sum(row) - 1) / 2 for row in sims]
         assert note["agreement"] == pytest.approx(agreement, abs=1e-3)
         kept = list(ORIENTATIONS).index(note["kept"])
         assert kept == int(np.argmax(agreement))
         np.testing.assert_allclose(kernel, alone[kept], atol=1e-6)
+        latent = res.latents[0 if plane is blurry else 1]
+        np.testing.assert_allclose(latent, alone_latents[kept], atol=1e-5)  # the kept one's
     assert kernel_similarity(res.kernels[0], truth) > 0.8
     again = estimate_map(np.stack([blurry, other]), (9, 9), cfg, device=CPU)
     np.testing.assert_array_equal(again.kernels, res.kernels)

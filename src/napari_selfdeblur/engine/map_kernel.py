@@ -268,23 +268,21 @@ def estimate_map(
     names = list(ORIENTATIONS)[: cfg.candidates]
     if len(names) == 1:
         return _estimate(planes, kernel_shape, cfg, device, callback, should_stop)
-    batch = np.concatenate([_orient(planes, ORIENTATIONS[o]) for o in names])
+    batch = np.concatenate([orient(planes, ORIENTATIONS[o]) for o in names])
     res = _estimate(batch, kernel_shape, cfg, device, callback, should_stop)
     n = len(planes)
     kernels = [
-        _orient(res.kernels[i * n : (i + 1) * n], ORIENTATIONS[o]) for i, o in enumerate(names)
+        orient(res.kernels[i * n : (i + 1) * n], ORIENTATIONS[o]) for i, o in enumerate(names)
     ]
-    latents = [
-        _orient(res.latents[i * n : (i + 1) * n], ORIENTATIONS[o]) for i, o in enumerate(names)
-    ]
-    chosen, notes = [], []
+    kept_kernels, kept_latents, notes = [], [], []
     for p in range(n):
         best, agreement = medoid([k[p] for k in kernels])
-        chosen.append(best)
+        kept_kernels.append(kernels[best][p])
+        kept_latents.append(orient(res.latents[best * n + p], ORIENTATIONS[names[best]]))
         notes.append({"kept": names[best], "agreement": [round(a, 3) for a in agreement]})
     return MapResult(
-        kernels=np.stack([kernels[c][p] for p, c in enumerate(chosen)]),
-        latents=np.stack([latents[c][p] for p, c in enumerate(chosen)]),
+        kernels=np.stack(kept_kernels),
+        latents=np.stack(kept_latents),
         cancelled=res.cancelled,
         levels=res.levels,
         candidates=notes,
@@ -296,12 +294,16 @@ def medoid(kernels: list[np.ndarray]) -> tuple[int, list[float]]:
     kernel's mean similarity to the others); the first wins a tie (to 1e-9, so that rounding
     does not decide between equal kernels).
     """
-    sims = np.array([[kernel_similarity(a, b) for b in kernels] for a in kernels])
-    agreement = (sims.sum(1) - np.diag(sims)) / (len(kernels) - 1)
+    c = len(kernels)
+    sims = np.zeros((c, c))
+    for i in range(c):
+        for j in range(i + 1, c):  # symmetric: each pair once
+            sims[i, j] = sims[j, i] = kernel_similarity(kernels[i], kernels[j])
+    agreement = sims.sum(1) / (c - 1)
     return int(np.argmax(np.round(agreement, 9))), [float(a) for a in agreement]
 
 
-def _orient(a: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
+def orient(a: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
     """(..., H, W) ``a`` flipped up-down and/or left-right, contiguous (its own inverse)."""
     axes = tuple(axis for axis, flip in zip((-2, -1), flips, strict=True) if flip)
     return np.ascontiguousarray(np.flip(a, axes) if axes else a)
