@@ -35,7 +35,17 @@ def main() -> None:
     p.add_argument("--noise", type=float, nargs="+", default=[0.01])
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    fields = ["image", "kernel", "noise", "psnr", "psnr_blurry", "similarity", "flags", "seconds"]
+    fields = [
+        "image",
+        "kernel",
+        "noise",
+        "psnr",
+        "psnr_blurry",
+        "similarity",
+        "flags",
+        "kept",
+        "seconds",
+    ]
     rows = []
     for name in args.images:
         for ks in args.sizes:
@@ -54,6 +64,7 @@ def main() -> None:
                     psnr_blurry=round(levin_score(y, sharp).psnr, 2),
                     similarity=round(kernel_similarity(r.kernel, k), 3),
                     flags=" ".join(r.diagnosis.flags),
+                    kept=r.metadata().get("safeguard", {}).get("kept", ""),  # standard only
                     seconds=round(seconds, 1),
                 )
                 rows.append(row)

@@ -19,11 +19,11 @@ RESULTS = Path(__file__).parent / "results"
 
 #: (label, CSV, device, preset) of each measured point: the CSV's rows of that preset.
 MEASURED = [
-    ("quick (CPU)", "levin_quick_v4.csv", "cpu", "quick"),
+    ("quick (CPU)", "levin_quick_v5.csv", "cpu", "quick"),
     ("quick, one MAP candidate (CPU)", "levin_quick_v4_one.csv", "cpu", "quick:map.candidates=1"),
     ("quick without polish (H100)", "levin_quick_gpu.csv", "gpu", "quick"),
     ("standard (H100)", "levin_standard_gpu.csv", "gpu", "standard"),
-    ("standard (CPU, 2 images)", "levin_standard_cpu.csv", "cpu", "standard"),
+    ("standard (CPU, levin-8 x 5 seeds)", "levin_standard_seeds_v2.csv", "cpu", "standard"),
     ("fast (CPU, levin-8)", "levin_fast.csv", "cpu", "fast"),
     ("paper (CPU, im1_kernel1)", "levin_paper.csv", "cpu", "paper"),
 ]

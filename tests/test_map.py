@@ -150,7 +150,7 @@ def test_standard_records_the_safeguard_and_is_deterministic(scene, tiny_config)
     )
 
 
-def test_the_polished_safeguard_compares_against_what_quick_returns(scene, tiny_config):
+def test_the_safeguard_compares_against_the_unpolished_map_start(scene, tiny_config):
     from napari_selfdeblur.config import DeblurConfig
     from napari_selfdeblur.engine.map_kernel import residual
     from napari_selfdeblur.imaging.image import Intensity
@@ -160,17 +160,36 @@ def test_the_polished_safeguard_compares_against_what_quick_returns(scene, tiny_
         init="map", init_iterations=5, final="sparse", safeguard=True, polish=True, map=map_cfg
     )
     guarded = deblur(scene, 5, preset=cfg, seed=3, device="cpu").metadata()
+    # SelfDeblur's result is polished; the MAP start is given the last non-blind pass only.
+    map_only = deblur(scene, 5, preset=DeblurConfig(engine="map", final="sparse", map=map_cfg))
+    unit = Intensity.of(scene)  # the safeguard scores in the engine's [0, 1] units
+    grey, latent = (
+        torch.from_numpy(unit.to_unit(a).astype(np.float64)) for a in (scene, map_only.latent)
+    )
+    start_residual = residual(latent, map_only.kernel, grey)
+    assert guarded["safeguard"]["map"]["residual"] == pytest.approx(start_residual, rel=1e-4)
+    assert "kernel_change_l1" in guarded["polish"]
+    assert guarded["map_candidates"]["kept"] == map_only.metadata()["map_candidates"]["kept"]
+
+
+def test_a_kept_map_start_is_polished_as_quick_polishes_it(scene, tiny_config, monkeypatch):
+    from napari_selfdeblur import api
+    from napari_selfdeblur.config import DeblurConfig
+
+    map_cfg = MapConfig(candidates=3)
+    cfg = tiny_config.replace(
+        init="map", init_iterations=5, final="sparse", safeguard=True, polish=True, map=map_cfg
+    )
+    worse = iter([{"residual": 2.0, "sparsity": 9.0}, {"residual": 1.0, "sparsity": 9.0}])
+    monkeypatch.setattr(api, "_quality", lambda *args: next(worse))  # SelfDeblur's, then MAP's
+    guarded = deblur(scene, 5, preset=cfg, seed=3, device="cpu")
     quick = deblur(
         scene, 5, preset=DeblurConfig(engine="map", final="sparse", polish=True, map=map_cfg)
     )
-    unit = Intensity.of(scene)  # the safeguard scores in the engine's [0, 1] units
-    grey, latent = (
-        torch.from_numpy(unit.to_unit(a).astype(np.float64)) for a in (scene, quick.latent)
-    )
-    quick_residual = residual(latent, quick.kernel, grey)
-    assert guarded["safeguard"]["map"]["residual"] == pytest.approx(quick_residual, rel=1e-4)
-    assert "kernel_change_l1" in guarded["polish"]
-    assert guarded["map_candidates"]["kept"] == quick.metadata()["map_candidates"]["kept"]
+    assert guarded.metadata()["safeguard"]["kept"] == "map"
+    np.testing.assert_array_equal(guarded.kernel, quick.kernel)
+    np.testing.assert_array_equal(guarded.latent, quick.latent)
+    assert guarded.metadata()["polish"] == quick.metadata()["polish"]
 
 
 @pytest.mark.parametrize("preset", ["quick", "standard"])

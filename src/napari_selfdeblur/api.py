@@ -244,19 +244,18 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
 
     With ``cfg.safeguard`` the result keeps SelfDeblur's estimate unless it fits the input worse
     (residual more than 10 % higher) and is not sharper (normalised sparsity of the gradients,
-    Krishnan et al. 2011: lower is sharper) than the MAP start given the same final step (with
-    ``cfg.polish``, what ``quick`` returns); both are recorded.
+    Krishnan et al. 2011: lower is sharper) than the MAP start after the last non-blind pass
+    alone (not polished: the start as SelfDeblur received it); both are recorded. A MAP start
+    that is kept gets the same final step as SelfDeblur's result (with ``cfg.polish``, the
+    polish).
     """
     if raw.cancelled:
         return raw
     raw.kernel, latent = _finish_kernel(prep.grey, raw.kernel, raw.latent, cfg, extra, device)
     if cfg.safeguard and map_start is not None and map_start is not raw:
-        theirs_extra: dict[str, Any] = {}
-        map_kernel, map_latent = _finish_kernel(
-            prep.grey, map_start.kernel, map_start.latent, cfg, theirs_extra, device
-        )
+        map_latent = _final_pass(prep.grey, map_start.kernel, map_start.latent, cfg, device)
         ours = _quality(prep.grey, latent, raw.kernel)
-        theirs = _quality(prep.grey, map_latent, map_kernel)
+        theirs = _quality(prep.grey, map_latent, map_start.kernel)
         keep_map = ours["residual"] > 1.1 * theirs["residual"] and (
             ours["sparsity"] >= theirs["sparsity"]
         )
@@ -265,9 +264,12 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
             "map": theirs,
             "kept": "map" if keep_map else "selfdeblur",
         }
-        if keep_map:
-            raw.kernel, latent = map_kernel, map_latent
-            extra.update(theirs_extra)
+        if keep_map:  # with cfg.polish, the MAP start is polished too: what quick returns
+            raw.kernel, latent = (
+                _finish_kernel(prep.grey, map_start.kernel, map_start.latent, cfg, extra, device)
+                if cfg.polish
+                else (map_start.kernel, map_latent)
+            )
     raw.latent = latent
     return raw
 

@@ -363,9 +363,10 @@ def _standard() -> DeblurConfig:
     # SelfDeblur started from the MAP estimate (the medoid of three candidates, as in quick): the
     # demo's U-Net fitted to the MAP latent and Gk to the MAP kernel (60 steps), then 300 joint
     # iterations (1 - SSIM from 150), the kernel polished at full resolution with the sparse
-    # non-blind step, and the safeguard against what quick returns. Sized to about two minutes
-    # for 255x255 on a 2-core CPU. The candidates and the polish gained 0.46 dB on the design
-    # photographs at noise 0.002 (8 problems, 7 better or equal) for about 16 s more.
+    # non-blind step, and the safeguard against the MAP start after the sparse step alone (a
+    # start it keeps is polished too). Sized to about two minutes for 255x255 on a 2-core CPU.
+    # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
+    # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md).
     return _demo().replace(
         iterations=300,
         lr_milestones=(190, 250),
