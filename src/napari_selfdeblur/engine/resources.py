@@ -4,9 +4,9 @@ The model is linear in the number of pixels, fitted to peak resident memory meas
 (``benchmarks/speed.py``: the paper and demo presets at 128 to 1024 px, kernels 15 to 75 px;
 docs/benchmarks.md). A SelfDeblur run needs about ``PER_CHANNEL_PIXEL`` bytes per U-Net channel
 per pixel (each level's channels weighted by its share of the pixels, 4^-level) plus
-``PER_PIXEL`` bytes per pixel; the MAP estimator and the non-blind steps work on a few dozen
-float64 copies of the padded image. The estimate excludes the ~0.5 GiB that Python and torch
-take before any run, and is good to about 25 %.
+``PER_PIXEL`` bytes per pixel; the non-blind steps work on a few dozen float64 copies of the
+padded image, the MAP estimator on as many float32 copies per candidate. The estimate excludes
+the ~0.5 GiB that Python and torch take before any run, and is good to about 25 %.
 """
 
 from __future__ import annotations
