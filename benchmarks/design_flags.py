@@ -3,7 +3,8 @@
 Runs a preset through ``deblur`` (what a user gets) on the design problems of
 ``map_design.py`` (scikit-image crops, ``shake_psf`` kernels, white noise; never the benchmark)
 at the true kernel size + 2, and writes one CSV row per problem: Levin-protocol PSNR of the
-result and of the blurry input, kernel similarity, the diagnosis flags and the runtime.
+result and of the blurry input, kernel similarity, the diagnosis flags and the runtime. Rows are
+written as they finish; a photograph too small for the kernel (chelsea at 55 px) is skipped.
 
     python benchmarks/design_flags.py --preset quick --sizes 9 15 25 35 --noise 0.01 \
         --out benchmarks/results/design_quick_flags.csv
@@ -47,10 +48,17 @@ def main() -> None:
         "seconds",
     ]
     rows = []
+    out = args.out.open("w", newline="")  # rows are written as they finish
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
     for name in args.images:
         for ks in args.sizes:
             for sigma in args.noise:
-                y, k, sharp = problem(name, ks, ks + 1, sigma)
+                try:
+                    y, k, sharp = problem(name, ks, ks + 1, sigma)
+                except RuntimeError as exc:  # the photograph is too small for the kernel
+                    print(f"{name} {ks} px: skipped ({str(exc).splitlines()[0]})", flush=True)
+                    continue
                 start = time.perf_counter()
                 r = deblur(
                     y.astype(np.float32), k.shape[0] + 2, preset=config_from_spec(args.preset)
@@ -68,11 +76,12 @@ def main() -> None:
                     seconds=round(seconds, 1),
                 )
                 rows.append(row)
+                writer.writerow(row)
+                out.flush()
                 print(row, flush=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    out.close()
+    if not rows:
+        return
     worse = [r for r in rows if r["psnr"] < r["psnr_blurry"]]
     unflagged = [r for r in worse if not r["flags"]]
     print(

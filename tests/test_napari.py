@@ -34,6 +34,14 @@ def wait_idle(qtbot, widget):
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
 
 
+def test_the_preset_dropdown_offers_what_is_not_retired(viewer):
+    from napari_selfdeblur.config import DEFAULT_PRESET, offered_presets
+
+    widget = BlindDeblurWidget(viewer)
+    assert list(widget.preset.choices) == list(offered_presets())
+    assert "fast" not in widget.preset.choices and widget.preset.value == DEFAULT_PRESET
+
+
 def test_manifest_is_valid_and_imports():
     from npe2 import PluginManifest
 

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from napari_selfdeblur.cli import build_parser
-from napari_selfdeblur.config import DEFAULT_PRESET, PRESETS, network_presets
+from napari_selfdeblur.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    get_preset,
+    network_presets,
+    offered_presets,
+)
 from napari_selfdeblur.nonblind import DEFAULT_METHOD, METHODS, base, shared_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +42,27 @@ def test_cli_preset_choices_and_default_come_from_the_registry():
     for command in ("deblur", "demo", "analyze"):
         assert list(_option(_subparser(command), "preset").choices) == list(PRESETS)
     assert _option(_subparser("deblur"), "preset").default == DEFAULT_PRESET
+
+
+def test_a_retired_preset_still_runs_but_is_no_longer_offered(capsys):
+    retired = [n for n, p in PRESETS.items() if p.retired]
+    assert retired == ["fast"] and DEFAULT_PRESET in offered_presets()
+    assert set(offered_presets()) == set(PRESETS) - set(retired)
+    with pytest.warns(FutureWarning, match="'fast' is retired"):
+        assert get_preset("fast") == PRESETS["fast"].build()  # the same settings as before
+    parser = _subparser("deblur")
+    assert parser.parse_args(["in.png", "-k", "15", "--preset", "fast"]).preset == "fast"
+    assert "retired, still accepted: fast" in _option(parser, "preset").help
+
+
+def test_the_cli_prints_a_retired_preset_warning_as_one_line(tmp_path, capsys):
+    from napari_selfdeblur.cli import main
+
+    main(["deblur", str(tmp_path / "missing.png"), "-k", "5", "--preset", "fast"])
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("selfdeblur: warning:")]
+    assert warning == [f"selfdeblur: warning: preset 'fast' is retired: {PRESETS['fast'].retired}"]
+    assert "Traceback" not in err and "FutureWarning" not in err
 
 
 def test_deep_prior_offers_every_network_preset():

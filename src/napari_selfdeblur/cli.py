@@ -15,23 +15,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
+from .config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS, offered_presets
 from .errors import SelfDeblurError
 from .fileio import MAX_PIXELS
 from .provenance import package_version
 
 
 def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
+    retired = [n for n in PRESETS if n not in offered_presets()]
     p.add_argument(
         "--preset",
         default=preset,
-        choices=list(PRESETS),
-        help="; ".join(f"{n}: {p.help}" for n, p in PRESETS.items()) + f" (default {preset})",
+        choices=list(PRESETS),  # retired ones still run, to reproduce earlier results
+        help="; ".join(f"{n}: {PRESETS[n].help}" for n in offered_presets())
+        + f" (default {preset})"
+        + (f"; retired, still accepted: {', '.join(retired)}" if retired else ""),
     )
     p.add_argument("--iterations", type=int, default=None, help="override the preset's length")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -223,19 +227,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _exit_cleanly_on_sigterm()
     try:
-        if args.command == "deblur":
-            return _cmd_deblur(args)
-        if args.command == "refine":
-            return _cmd_refine(args)
-        if args.command == "analyze":
-            return _cmd_analyze(args)
-        return _cmd_demo(args)
+        with warnings.catch_warnings():  # restores the caller's warning display on the way out
+            warnings.showwarning = _one_line_warning
+            return _dispatch(args)
     except SelfDeblurError as exc:
         print(f"selfdeblur: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("selfdeblur: interrupted; finished outputs are kept", file=sys.stderr)
         return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "deblur":
+        return _cmd_deblur(args)
+    if args.command == "refine":
+        return _cmd_refine(args)
+    if args.command == "analyze":
+        return _cmd_analyze(args)
+    return _cmd_demo(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a Python warning (a retired preset, a library's notice) as one line on stderr."""
+    print(f"selfdeblur: warning: {message}", file=sys.stderr)
 
 
 def _exit_cleanly_on_sigterm() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -399,6 +400,9 @@ class Preset:
     help: str  # one sentence: what it is for and what it costs
     build: Callable[[], DeblurConfig]
     network: bool = True  # whether it fits the SelfDeblur generators (deep-prior can reuse them)
+    # Why a preset is retired ("": it is not). A retired preset still runs, so that earlier
+    # results can be reproduced, but it is no longer offered and naming it warns.
+    retired: str = ""
 
 
 #: Every preset, in the order users should consider them. Adding one means one line here.
@@ -422,9 +426,12 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "fast",
-            "fast (minutes on a CPU)",
+            "fast (retired)",
             "a small U-Net solved coarse-to-fine: a few minutes for 255x255 on a laptop CPU",
             _fast,
+            retired="'standard' is better on the design photographs and on the Levin set, in "
+            "less than half the time (docs/benchmarks.md); 'fast' still runs, to reproduce "
+            "earlier results",
         ),
         Preset(
             "paper",
@@ -447,13 +454,23 @@ DEFAULT_PRESET = "standard"
 
 
 def get_preset(name: str) -> DeblurConfig:
-    """Return the configuration of a named preset (see :data:`PRESETS`)."""
+    """Return the configuration of a named preset (see :data:`PRESETS`); a retired one warns
+    (``FutureWarning``) but still runs.
+    """
     try:
-        return PRESETS[name].build()
+        preset = PRESETS[name]
     except KeyError:
         raise InvalidInputError(
-            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
+            f"unknown preset {name!r}; choose one of {', '.join(offered_presets())}"
         ) from None
+    if preset.retired:
+        warnings.warn(f"preset {name!r} is retired: {preset.retired}", FutureWarning, stacklevel=2)
+    return preset.build()
+
+
+def offered_presets() -> tuple[str, ...]:
+    """Names of the presets offered to users (not retired), in :data:`PRESETS` order."""
+    return tuple(name for name, p in PRESETS.items() if not p.retired)
 
 
 def network_presets() -> tuple[str, ...]:

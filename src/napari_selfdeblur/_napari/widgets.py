@@ -28,7 +28,7 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ..config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS
+from ..config import DEFAULT_PRESET, DEVICE_CHOICES, PRESETS, offered_presets
 from ..errors import SelfDeblurError
 from ..nonblind import DEFAULT_METHOD, METHODS, Param
 from .saving import result_files, save_result
@@ -506,9 +506,9 @@ class BlindDeblurWidget(Container, _RunnerMixin):
         )
         self.preset = ComboBox(
             label="preset",
-            choices=[(p.label, name) for name, p in PRESETS.items()],
+            choices=[(PRESETS[name].label, name) for name in offered_presets()],
             value=DEFAULT_PRESET,
-            tooltip="; ".join(f"{name}: {p.help}" for name, p in PRESETS.items()),
+            tooltip="; ".join(f"{name}: {PRESETS[name].help}" for name in offered_presets()),
         )
 
     def _add_run_controls(self) -> None:
