@@ -56,8 +56,8 @@ def main() -> None:
             for sigma in args.noise:
                 try:
                     y, k, sharp = problem(name, ks, ks + 1, sigma)
-                except RuntimeError as exc:  # the photograph is too small for the kernel
-                    print(f"{name} {ks} px: skipped ({str(exc).splitlines()[0]})", flush=True)
+                except ValueError as exc:  # the photograph is too small for the kernel
+                    print(f"skipped: {exc}", flush=True)
                     continue
                 start = time.perf_counter()
                 r = deblur(

@@ -25,7 +25,10 @@ IMAGES = ("camera", "astronaut", "coffee", "text", "brick", "chelsea", "cell", "
 
 
 def problem(name: str, ksize: int, seed: int, sigma: float, size: int = 255):
-    """(blurry, true kernel, sharp) for one design image, kernel size and noise level."""
+    """(blurry, true kernel, sharp) for one design image, kernel size and noise level.
+
+    Raises ValueError when the photograph is too small for the crop and the kernel.
+    """
     import torch
     from skimage import data
     from skimage.color import rgb2gray
@@ -41,6 +44,8 @@ def problem(name: str, ksize: int, seed: int, sigma: float, size: int = 255):
     kh = k.shape[0]
     h, w = im.shape
     y0, x0 = (h - size - kh) // 2, (w - size - kh) // 2
+    if min(y0, x0) < 0:
+        raise ValueError(f"{name} is {h}x{w} px, too small for a {size} px crop and {kh} px kernel")
     big = im[y0 : y0 + size + kh - 1, x0 : x0 + size + kh - 1].astype(np.float64)
     y = blur_valid(torch.from_numpy(big)[None, None], torch.from_numpy(k))[0, 0].numpy()
     sharp = big[kh // 2 : kh // 2 + size, kh // 2 : kh // 2 + size]

@@ -35,7 +35,8 @@ def main() -> None:
         for ks in args.sizes:
             try:
                 y, k, sharp = problem(name, ks, ks + 1, args.noise)
-            except RuntimeError:  # the photograph is too small for the kernel
+            except ValueError as exc:  # the photograph is too small for the kernel
+                print(f"skipped: {exc}", flush=True)
                 continue
             cells = []
             for f in args.factors:

@@ -44,7 +44,7 @@ def test_cli_preset_choices_and_default_come_from_the_registry():
     assert _option(_subparser("deblur"), "preset").default == DEFAULT_PRESET
 
 
-def test_a_retired_preset_still_runs_but_is_no_longer_offered(capsys):
+def test_a_retired_preset_still_runs_but_is_no_longer_offered():
     retired = [n for n, p in PRESETS.items() if p.retired]
     assert retired == ["fast"] and DEFAULT_PRESET in offered_presets()
     assert set(offered_presets()) == set(PRESETS) - set(retired)

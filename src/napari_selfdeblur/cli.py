@@ -28,12 +28,13 @@ from .provenance import package_version
 
 
 def _add_run_options(p: argparse.ArgumentParser, preset: str) -> None:
-    retired = [n for n in PRESETS if n not in offered_presets()]
+    offered = offered_presets()
+    retired = [n for n in PRESETS if n not in offered]
     p.add_argument(
         "--preset",
         default=preset,
         choices=list(PRESETS),  # retired ones still run, to reproduce earlier results
-        help="; ".join(f"{n}: {PRESETS[n].help}" for n in offered_presets())
+        help="; ".join(f"{n}: {PRESETS[n].help}" for n in offered)
         + f" (default {preset})"
         + (f"; retired, still accepted: {', '.join(retired)}" if retired else ""),
     )
