@@ -45,6 +45,9 @@ def main() -> None:
         "similarity",
         "flags",
         "kept",
+        "agreement",
+        "noise_est",
+        "residual_ratio",
         "seconds",
     ]
     rows = []
@@ -64,6 +67,8 @@ def main() -> None:
                     y.astype(np.float32), k.shape[0] + 2, preset=config_from_spec(args.preset)
                 )
                 seconds = time.perf_counter() - start
+                meta = r.metadata()
+                agreement = meta.get("map_candidates", {}).get("agreement") or [float("nan")]
                 row = dict(
                     image=name,
                     kernel=ks,
@@ -72,7 +77,10 @@ def main() -> None:
                     psnr_blurry=round(levin_score(y, sharp).psnr, 2),
                     similarity=round(kernel_similarity(r.kernel, k), 3),
                     flags=" ".join(r.diagnosis.flags),
-                    kept=r.metadata().get("safeguard", {}).get("kept", ""),  # standard only
+                    kept=meta.get("safeguard", {}).get("kept", ""),  # standard only
+                    agreement=round(max(agreement), 3),  # the kept MAP candidate's
+                    noise_est=round(meta["noise_sigma"], 4),
+                    residual_ratio=meta["diagnosis"]["residual_noise_ratio"],
                     seconds=round(seconds, 1),
                 )
                 rows.append(row)

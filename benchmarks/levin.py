@@ -54,9 +54,10 @@ FIELDS = [
     "kernel_support_px",
     "latent_change",
     "flags",
+    "kernel_agreement",
 ]
-# Files written before the last four columns existed are appended to with their own header.
-OLD_FIELDS = FIELDS[:-4]
+# Files written before the later columns existed are appended to with their own header.
+OLD_HEADERS = (FIELDS[:-5], FIELDS[:-1])
 
 
 def known_kernel_baseline(case) -> np.ndarray:
@@ -123,7 +124,7 @@ def main() -> None:
     if not new_file:
         with args.out.open() as f:
             header = next(csv.reader(f), [])
-        if header not in (FIELDS, OLD_FIELDS):
+        if header != FIELDS and header not in OLD_HEADERS:
             raise SystemExit(
                 f"{args.out} has other columns than this script writes; give another --out"
             )
@@ -207,6 +208,7 @@ def main() -> None:
                         kernel_support_px=round(r.diagnosis.kernel_support_px, 2),
                         latent_change=round(r.diagnosis.latent_change, 4),
                         flags="+".join(r.diagnosis.flags),
+                        kernel_agreement=r.diagnosis.kernel_agreement,
                     )
                 if args.refine:
                     from napari_selfdeblur.nonblind.api import refine

@@ -80,3 +80,18 @@ def test_short_runs_are_flagged_unconverged_and_complete_runs_are_not():
         full = deblur(s.blurry.astype(np.float32), size, preset=preset)
         assert "unconverged" not in full.diagnosis.flags, preset
         assert full.diagnosis.residual_noise_ratio < 5, preset
+
+
+def test_map_candidates_that_disagree_flag_the_kernel_as_uncertain():
+    sharp, blurry, k = _problem()
+    assert "kernel_uncertain" in diagnose(blurry, sharp, k, kernel_agreement=0.3).flags
+    for agreement in (None, 0.9):
+        d = diagnose(blurry, sharp, k, kernel_agreement=agreement)
+        assert d.ok and d.to_dict()["kernel_agreement"] == agreement
+
+
+def test_a_map_result_reports_its_candidates_agreement(scene):
+    r = deblur(scene, 5, preset="quick", device="cpu")
+    meta = r.metadata()
+    assert meta["diagnosis"]["kernel_agreement"] == max(meta["map_candidates"]["agreement"])
+    assert ("kernel_uncertain" in r.diagnosis.flags) == (r.diagnosis.kernel_agreement < 0.5)

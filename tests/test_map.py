@@ -220,14 +220,37 @@ def test_quick_gives_the_same_clear_errors(scene, kernel_size, match):
         deblur(scene, kernel_size, preset="quick", device="cpu")
 
 
-def test_estimated_kernels_get_a_stronger_default_strength(scene, asymmetric_kernel):
+@pytest.mark.parametrize(("noise", "factor"), [(0.0, 5.0), (0.02, 2.0)])
+def test_estimated_kernels_get_a_stronger_default_strength(asymmetric_kernel, noise, factor):
+    # 5 times on a clean image, 2 times on a noisy one (whose noise-derived strength is larger).
     from napari_selfdeblur import refine
-    from napari_selfdeblur.nonblind.base import ESTIMATED_KERNEL_FACTOR
 
-    exact = refine(scene, asymmetric_kernel, "sparse")
-    estimated = refine(scene, asymmetric_kernel, "sparse", kernel_estimated=True)
-    assert estimated.strengths[0] == pytest.approx(exact.strengths[0] * ESTIMATED_KERNEL_FACTOR)
+    blurry = convolve_same(sharp_scene((96, 96), seed=2), asymmetric_kernel)
+    rng = np.random.default_rng(1)
+    image = (blurry + noise * rng.standard_normal(blurry.shape)).astype(np.float32)
+    exact = refine(image, asymmetric_kernel, "sparse")
+    estimated = refine(image, asymmetric_kernel, "sparse", kernel_estimated=True)
+    assert estimated.strengths[0] == pytest.approx(exact.strengths[0] * factor)
     assert estimated.metadata()["kernel_estimated"] is True
+    forced = refine(image, asymmetric_kernel, "sparse", kernel_estimated=True, strength_factor=3)
+    assert forced.strengths[0] == pytest.approx(exact.strengths[0] * 3)
+
+
+def test_the_estimated_kernel_factor_falls_smoothly_with_the_noise():
+    from napari_selfdeblur.nonblind.base import (
+        ESTIMATED_KERNEL_FACTOR,
+        ESTIMATED_KERNEL_NOISE_RAMP,
+        NOISY_ESTIMATED_KERNEL_FACTOR,
+        estimated_kernel_factor,
+    )
+
+    lo, hi = ESTIMATED_KERNEL_NOISE_RAMP
+    sigmas = np.geomspace(lo / 2, hi * 2, 41)
+    factors = [estimated_kernel_factor(s) for s in sigmas]
+    assert factors[0] == ESTIMATED_KERNEL_FACTOR and factors[-1] == NOISY_ESTIMATED_KERNEL_FACTOR
+    steps = np.diff(factors)
+    assert (steps <= 0).all()  # falls with the noise, never rises
+    assert -steps.min() < 0.5 * (ESTIMATED_KERNEL_FACTOR - NOISY_ESTIMATED_KERNEL_FACTOR)
 
 
 @pytest.mark.parametrize("kernel_size", [21, 39])

@@ -279,7 +279,15 @@ def _finish_kernel(grey, kernel, latent, cfg, extra, device):
     refit and the last pass (:func:`_polish`); otherwise the last pass alone.
     """
     if cfg.polish and cfg.final != "none":
-        params = POLISH_FIRST_PASS.get(cfg.final, {})
+        from .nonblind.base import ESTIMATED_KERNEL_FACTOR
+
+        # The pass that feeds the refit keeps the clean-image factor at every noise level: with
+        # the weaker noisy-image prior the refit fitted the noise it left, and its kernels got
+        # worse (design photographs, noise 0.01 and 0.03: docs/benchmarks.md, round 9).
+        params = {
+            "strength_factor": ESTIMATED_KERNEL_FACTOR,
+            **POLISH_FIRST_PASS.get(cfg.final, {}),
+        }
         first = _nonblind(grey, kernel, cfg.final, latent, device, **params)
         return _polish(grey, kernel, first, cfg, extra, device=device)
     return kernel, _final_pass(grey, kernel, latent, cfg, device)
@@ -399,6 +407,7 @@ def _finish(prep: _Prepared, raw, cfg, seed, dev, runtime, extra) -> DeblurResul
         completed=not raw.cancelled,
         loss_switch=cfg.ssim_start,
         noise_sigma=prep.sigma,
+        kernel_agreement=_agreement(extra),
     )
     return DeblurResult(
         latent=prep.intensity.from_unit(latent_unit),
@@ -414,6 +423,12 @@ def _finish(prep: _Prepared, raw, cfg, seed, dev, runtime, extra) -> DeblurResul
         diagnosis=diagnosis,
         extra=extra,
     )
+
+
+def _agreement(extra: dict[str, Any]) -> float | None:
+    """The kept MAP candidate's agreement with the others (None: no MAP start, one candidate)."""
+    agreement = extra.get("map_candidates", {}).get("agreement")
+    return max(agreement) if agreement else None
 
 
 def deblur_stack(

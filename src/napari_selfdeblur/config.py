@@ -195,8 +195,8 @@ class DeblurConfig:
     # non-blind step again with that kernel. One more non-blind solve.
     polish: bool = False
     # Multiplier of the noise-derived strength of the last non-blind pass; None: the factor for
-    # estimated kernels (nonblind.base.ESTIMATED_KERNEL_FACTOR). A polished kernel is closer to
-    # the truth and wants a weaker prior (benchmarks/polish_design.py).
+    # estimated kernels (nonblind.base.estimated_kernel_factor: 5 on clean images, 2 on noisy
+    # ones).
     final_strength_factor: float | None = None
 
     def validate(self) -> None:
@@ -354,9 +354,9 @@ def _quick() -> DeblurConfig:
     # the kernel refitted at full resolution against that result, and the sparse step again.
     # The candidates cost about 5.6 s per Levin image and gained 0.7 dB there (0.14 to 0.20 dB
     # on the design photographs, where single estimates collapse less often). The last pass
-    # keeps the estimated-kernel strength: 2x the noise-derived strength won on the design
-    # photographs at noise >= 0.005 but tied at 0.001-0.002 and lost 0.7 dB on Levin (noise
-    # about 0.002; docs/benchmarks.md). Noisy images may do better with final_strength_factor=2.
+    # uses the estimated-kernel strength, whose factor falls from 5 to 2 with the noise level:
+    # 2x the noise-derived strength won on the design photographs at noise >= 0.005 but tied at
+    # 0.001-0.002 and lost 0.7 dB on Levin (noise about 0.002; docs/benchmarks.md).
     return DeblurConfig(engine="map", final="sparse", polish=True, map=MapConfig(candidates=3))
 
 

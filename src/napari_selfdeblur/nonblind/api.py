@@ -27,7 +27,7 @@ from ..imaging.layout import split_planes
 from ..imaging.noise import estimate_noise_sigma
 from ..imaging.psf import prepare_kernels
 from . import DEFAULT_METHOD, get_method
-from .base import ESTIMATED_KERNEL_FACTOR
+from .base import estimated_kernel_factor
 
 # -- the methods ---------------------------------------------------------------------------------
 # Strength rules a * max(sigma, SIGMA_FLOOR)**p: power laws fitted by
@@ -130,7 +130,8 @@ def refine(
         Bounds the memory of one batch of planes processed together.
     kernel_estimated
         The kernel came from a blind estimate: a default strength is multiplied by
-        :data:`~napari_selfdeblur.nonblind.base.ESTIMATED_KERNEL_FACTOR`.
+        :func:`~napari_selfdeblur.nonblind.base.estimated_kernel_factor` of the plane's noise
+        level (5 on clean images, 2 on noisy ones).
     strength_factor
         Multiplies a default (noise-derived) strength instead: overrides the factor that
         ``kernel_estimated`` implies (an explicit ``strength`` is never scaled).
@@ -148,13 +149,9 @@ def refine(
     kh, kw = kernels[0].shape
     if kh > h or kw > w:
         raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")
-    factor = ESTIMATED_KERNEL_FACTOR if kernel_estimated else 1.0
-    if strength_factor is not None:
-        factor = float(strength_factor)
-        if not (math.isfinite(factor) and factor > 0):
-            raise InvalidInputError(f"strength_factor must be positive, got {strength_factor}")
+    scale = _strength_scale(kernel_estimated, strength_factor)
     prepared = [
-        _prepare_plane(p, i, n_planes, is_rgb, spec, values, factor) for i, p in enumerate(planes)
+        _prepare_plane(p, i, n_planes, is_rgb, spec, values, scale) for i, p in enumerate(planes)
     ]
     dev = resolve_device(device)
     job = _Job(spec, values, prepared, kernels, is_rgb, dev, callback, should_stop)
@@ -189,6 +186,18 @@ def refine(
     )
 
 
+def _strength_scale(
+    kernel_estimated: bool, strength_factor: float | None
+) -> Callable[[float], float]:
+    """The multiple of a default strength as a function of the plane's noise level."""
+    if strength_factor is None:
+        return estimated_kernel_factor if kernel_estimated else (lambda sigma: 1.0)
+    factor = float(strength_factor)
+    if not (math.isfinite(factor) and factor > 0):
+        raise InvalidInputError(f"strength_factor must be positive, got {strength_factor}")
+    return lambda sigma: factor
+
+
 def _refine_extra(kernel_estimated: bool, strength_factor: float | None) -> dict[str, Any]:
     """What a :class:`RefineResult` records about how its default strengths were scaled."""
     extra: dict[str, Any] = {"kernel_estimated": True} if kernel_estimated else {}
@@ -207,7 +216,7 @@ class _Plane:
     strength: float | None
 
 
-def _prepare_plane(plane, index, n_planes, is_rgb, spec, values, factor) -> _Plane | None:
+def _prepare_plane(plane, index, n_planes, is_rgb, spec, values, scale) -> _Plane | None:
     """Check one plane and derive its strength; None for a blank plane of a stack (passed
     through unchanged: it has nothing to deconvolve).
     """
@@ -223,7 +232,7 @@ def _prepare_plane(plane, index, n_planes, is_rgb, spec, values, factor) -> _Pla
     sigma = estimate_noise_sigma(grey) if min(unit.shape[:2]) >= 3 else 0.0
     strength = values.get("strength")
     if strength is None and spec.strength_rule is not None:
-        strength = float(spec.strength_rule(sigma)) * factor
+        strength = float(spec.strength_rule(sigma)) * scale(sigma)
     return _Plane(intensity, unit, float(sigma), strength)
 
 

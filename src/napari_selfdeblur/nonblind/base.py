@@ -15,11 +15,33 @@ from typing import Any
 
 from ..errors import InvalidInputError
 
-#: Default strengths are multiplied by this when the kernel is an estimate (a blind result): an
-#: estimated kernel is never exact, and a stronger prior suppresses the ringing its errors cause.
-#: Chosen on blurred photographs that are not the benchmark (benchmarks/map_design.py): 3 to 10
-#: times the noise-derived strength did best with MAP kernels; 5 is in the middle (log scale).
+#: Default strengths are multiplied by this when the kernel is an estimate (a blind result) and
+#: the image is nearly noise-free: an estimated kernel is never exact, and a stronger prior
+#: suppresses the ringing its errors cause. Chosen on blurred photographs that are not the
+#: benchmark (benchmarks/map_design.py, noise 0.002): 3 to 10 times the noise-derived strength
+#: did best with MAP kernels; 5 is in the middle (log scale).
 ESTIMATED_KERNEL_FACTOR = 5.0
+#: The factor for estimated kernels on noisy images: at noise 0.005 to 0.03 the noise-derived
+#: strength already grows with the noise, and 2 times it did better than 5 with every usable
+#: kernel on the design photographs (benchmarks/strength_design.py).
+NOISY_ESTIMATED_KERNEL_FACTOR = 2.0
+#: Estimated noise levels (intensities in [0, 1]) between which the factor falls from
+#: ESTIMATED_KERNEL_FACTOR to NOISY_ESTIMATED_KERNEL_FACTOR, geometrically in the noise level.
+ESTIMATED_KERNEL_NOISE_RAMP = (0.003, 0.005)
+
+
+def estimated_kernel_factor(sigma: float) -> float:
+    """The multiple of the noise-derived default strength used with an estimated kernel on a
+    plane whose noise standard deviation is ``sigma`` (intensities in [0, 1]).
+    """
+    lo, hi = ESTIMATED_KERNEL_NOISE_RAMP
+    if sigma <= lo:
+        return ESTIMATED_KERNEL_FACTOR
+    if sigma >= hi:
+        return NOISY_ESTIMATED_KERNEL_FACTOR
+    t = math.log(sigma / lo) / math.log(hi / lo)
+    return ESTIMATED_KERNEL_FACTOR * (NOISY_ESTIMATED_KERNEL_FACTOR / ESTIMATED_KERNEL_FACTOR) ** t
+
 
 #: ``step(done, total)`` is called after each step of an iterative method and returns whether to
 #: stop (cancel); the methods then return their current iterate.
