@@ -31,8 +31,9 @@ it runs on every result:
   0.18 to 0.71, and the flag caught failed kernels that stay inside their window, which
   ``kernel at border`` cannot see; on the 32 Levin images the agreement was 0.83 to 1.00.
 
-Thresholds were set on constructed cases (a delta kernel, a true kernel; see tests) and are
-deliberately loose: a flag is a warning to look, not a verdict.
+Thresholds were set on constructed cases (a delta kernel, a true kernel; see tests), and
+``AGREEMENT_MIN`` on the design photographs; all are deliberately loose: a flag is a warning to
+look, not a verdict.
 """
 
 from __future__ import annotations
@@ -176,8 +177,8 @@ def _agreement_check(d: Diagnosis, agreement: float | None) -> None:
     d.messages.append(
         f"the MAP kernel estimates from the image and its flipped copies disagree (agreement "
         f"{agreement:.2f}; 1 = identical): the data do not determine the kernel, so it is "
-        "probably wrong; compare the result with the input, and try a smaller kernel size or a "
-        "less noisy image"
+        "probably wrong; compare the result with the input, and try a kernel size close to the "
+        "blur (or 'auto') or a larger, less noisy image"
     )
 
 
