@@ -32,10 +32,10 @@ def polish(y, kernel, cfg, final_cg: list[int]) -> list[np.ndarray]:
     import torch
 
     from napari_selfdeblur import refine
-    from napari_selfdeblur.api import POLISH_FIRST_PASS
+    from napari_selfdeblur.api import polish_first_pass
     from napari_selfdeblur.engine.map_kernel import refit_kernel
 
-    first = refine(y, kernel, "sparse", kernel_estimated=True, **POLISH_FIRST_PASS["sparse"])
+    first = refine(y, kernel, "sparse", kernel_estimated=True, **polish_first_pass("sparse"))
     refit = refit_kernel(y, first.image, kernel.shape, cfg, device=torch.device("cpu"))
     return [
         np.clip(refine(y, refit, "sparse", kernel_estimated=True, cg_iterations=n).image, 0, 1)

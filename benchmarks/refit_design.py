@@ -27,7 +27,7 @@ def main() -> None:
 
     from map_design import problem
     from napari_selfdeblur import refine
-    from napari_selfdeblur.api import POLISH_FINAL_PASS, POLISH_FIRST_PASS
+    from napari_selfdeblur.api import POLISH_FINAL_PASS, polish_first_pass
     from napari_selfdeblur.config import MapConfig
     from napari_selfdeblur.engine.map_kernel import estimate_map, refit_kernel
     from napari_selfdeblur.evaluation.metrics import levin_score
@@ -46,7 +46,7 @@ def main() -> None:
         for ks in args.sizes:
             y, k, sharp = problem(name, ks, ks, args.noise)
             kmap = estimate_map(y[None], k.shape, cfg, device=cpu).kernels[0]
-            first = refine(y, kmap, "sparse", kernel_estimated=True, **POLISH_FIRST_PASS["sparse"])
+            first = refine(y, kmap, "sparse", kernel_estimated=True, **polish_first_pass("sparse"))
             row = []
             for prune, gamma in pairs:
                 c = dataclasses.replace(cfg, prune=prune, gamma=gamma)

@@ -3,9 +3,9 @@
 Runs ``quick`` through ``deblur`` (what a user gets) on the design problems of ``map_design.py``
 (scikit-image crops, ``shake_psf`` kernels, white noise) at the true kernel size + 2, once per
 ``--factors`` value of ``DeblurConfig.final_strength_factor`` (the multiplier of the
-noise-derived strength in the polish's passes; ``quick``'s default is the estimated-kernel factor
-5). Prints one line per problem: the blurry input's PSNR and each factor's PSNR (Levin protocol)
-with its diagnosis flags. The Levin set is never used here.
+noise-derived strength in the last pass; ``quick``'s default is the estimated-kernel factor, 5 on
+clean images and 2 from noise 0.005). Prints one line per problem: the blurry input's PSNR and
+each factor's PSNR (Levin protocol) with its diagnosis flags. The Levin set is never used here.
 
     OMP_NUM_THREADS=1 python benchmarks/strength_design.py --noise 0.01 --sizes 9 25 --factors 5 2
 """

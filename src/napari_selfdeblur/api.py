@@ -279,15 +279,7 @@ def _finish_kernel(grey, kernel, latent, cfg, extra, device):
     refit and the last pass (:func:`_polish`); otherwise the last pass alone.
     """
     if cfg.polish and cfg.final != "none":
-        from .nonblind.base import ESTIMATED_KERNEL_FACTOR
-
-        # The pass that feeds the refit keeps the clean-image factor at every noise level: with
-        # the weaker noisy-image prior the refit fitted the noise it left, and its kernels got
-        # worse (design photographs, noise 0.01 and 0.03: docs/benchmarks.md, round 9).
-        params = {
-            "strength_factor": ESTIMATED_KERNEL_FACTOR,
-            **POLISH_FIRST_PASS.get(cfg.final, {}),
-        }
+        params = polish_first_pass(cfg.final)
         first = _nonblind(grey, kernel, cfg.final, latent, device, **params)
         return _polish(grey, kernel, first, cfg, extra, device=device)
     return kernel, _final_pass(grey, kernel, latent, cfg, device)
@@ -299,6 +291,18 @@ def _finish_kernel(grey, kernel, latent, cfg, extra, device):
 POLISH_FIRST_PASS: dict[str, dict[str, Any]] = {
     "sparse": {"reweightings": 1, "cg_iterations": 50},
 }
+
+
+def polish_first_pass(method: str) -> dict[str, Any]:
+    """``refine`` parameters of the non-blind pass that feeds the polish refit with ``method``:
+    :data:`POLISH_FIRST_PASS`, and the clean-image estimated-kernel factor at every noise level
+    (with the weaker noisy-image prior the refit fitted the noise it left, and its kernels got
+    worse: design photographs, noise 0.01 and 0.03, docs/benchmarks.md, round 9).
+    """
+    from .nonblind.base import ESTIMATED_KERNEL_FACTOR
+
+    return {"strength_factor": ESTIMATED_KERNEL_FACTOR, **POLISH_FIRST_PASS.get(method, {})}
+
 
 #: Settings of the non-blind pass after the polish refit: 50 CG steps per reweighting instead of
 #: 100 gave the same PSNR to 0.01 dB on the design photographs (noise 0.002 and 0.005) in about

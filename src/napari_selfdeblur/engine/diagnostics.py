@@ -135,7 +135,7 @@ def diagnose(
         if before.size:
             ref = float(before[-1])
             late = (ref - float(losses[-1])) / max(abs(ref), 1e-12)
-    d = Diagnosis(support, peak, change, late)
+    d = Diagnosis(support, peak, change, late, kernel_agreement=kernel_agreement)
     if support < DELTA_SUPPORT_PX or peak > DELTA_PEAK_FRACTION:
         d.flags.append("delta_kernel")
         d.messages.append(
@@ -157,7 +157,7 @@ def diagnose(
             "be larger than the kernel size (try a larger size or kernel_size='auto'), or the "
             "estimate failed (compare the result with the input)"
         )
-    _agreement_check(d, kernel_agreement)
+    _agreement_check(d)
     _fit_checks(d, x, lat, k, noise_sigma if completed else None)
     if late is not None and late < STALL_RELATIVE and history[-1][1] > STALL_LOSS:
         d.flags.append("stalled")
@@ -168,9 +168,9 @@ def diagnose(
     return d
 
 
-def _agreement_check(d: Diagnosis, agreement: float | None) -> None:
+def _agreement_check(d: Diagnosis) -> None:
     """Flag a MAP start whose candidates (the image and its flips) disagree."""
-    d.kernel_agreement = agreement
+    agreement = d.kernel_agreement
     if agreement is None or agreement >= AGREEMENT_MIN:
         return
     d.flags.append("kernel_uncertain")
