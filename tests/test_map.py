@@ -396,3 +396,55 @@ def test_map_design_options_are_checked():
     for bad in (0.0, 1.5):
         with pytest.raises(InvalidInputError, match="MAP refit_salient must be in"):
             MapConfig(refit_salient=bad).validate()
+
+
+def test_the_joint_refinement_lowers_its_objective_and_returns_a_psf(hook_problem):
+    from napari_selfdeblur import refine
+    from napari_selfdeblur.engine.joint import joint_refine
+
+    blurry, truth = hook_problem
+    box = np.ones((3, 3)) / 9
+    thick = convolve_same(np.pad(truth, 2), box)  # the truth, thickened, in a 11x11 window
+    thick = (thick / thick.sum()).astype(np.float32)
+    start = refine(blurry, thick, "sparse", kernel_estimated=True).image
+    kept = thick.copy()
+    args = dict(weight=1e-4, iterations=100, device=CPU)
+    res = joint_refine(blurry, start, thick, **args)
+    np.testing.assert_array_equal(thick, kept)  # the caller's kernel is not modified
+    k = res.kernel
+    assert k.shape == thick.shape and k.dtype == np.float32
+    assert k.min() >= 0 and k.sum() == pytest.approx(1, abs=1e-5)
+    assert np.abs(k - thick).sum() > 1e-3  # it moved
+    assert res.objective[1] < 0.9 * res.objective[0]
+    np.testing.assert_array_equal(k, joint_refine(blurry, start, thick, **args).kernel)
+    stopped = joint_refine(blurry, start, thick, should_stop=lambda: True, **args)
+    np.testing.assert_array_equal(stopped.kernel, thick)  # a cancelled refinement changes nothing
+    assert stopped.objective[0] == stopped.objective[1] == res.objective[0]
+
+
+def test_the_joint_refinement_keeps_the_true_kernel_near_the_truth(hook_problem):
+    from napari_selfdeblur.engine.joint import joint_refine
+
+    blurry, truth = hook_problem  # no collapse towards the no-blur (delta) kernel
+    sharp = sharp_scene((96, 96), seed=2).astype(np.float32)
+    res = joint_refine(blurry, sharp, truth, weight=1e-4, iterations=300, device=CPU)
+    assert kernel_similarity(res.kernel, truth) >= 0.97
+    assert res.kernel.max() < 1.5 * truth.max()
+
+
+def test_the_joint_refinement_runs_after_the_polish_and_is_recorded(hook_problem):
+    blurry, _ = hook_problem
+    cfg = get_preset("quick")
+    assert cfg.joint_iterations == 0  # off in the shipped presets (docs/benchmarks.md, round 10)
+    with_joint = deblur(blurry, 9, preset=cfg.replace(joint_iterations=50), device="cpu")
+    without = deblur(blurry, 9, preset=cfg, device="cpu")
+    joint = with_joint.metadata()["joint"]
+    assert joint["iterations"] == 50 and 0 < joint["kernel_change_l1"] < 2
+    assert joint["objective"][1] < joint["objective"][0]
+    assert "joint" not in without.metadata()
+    change = np.abs(with_joint.kernel - without.kernel).sum()
+    assert change == pytest.approx(joint["kernel_change_l1"], abs=1e-3)
+    with pytest.raises(InvalidInputError, match="joint_iterations"):
+        deblur(blurry, 9, preset=cfg.replace(joint_iterations=-1), device="cpu")
+    with pytest.raises(InvalidInputError, match="needs polish"):
+        deblur(blurry, 9, preset=cfg.replace(joint_iterations=50, polish=False), device="cpu")

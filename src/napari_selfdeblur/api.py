@@ -324,6 +324,38 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
         new = kernel
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
     cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
+    out = _final_pass(grey, new, latent, cfg, device, **cheaper)
+    if cfg.joint_iterations:
+        return _joint(grey, new, out, cfg, extra, device=device)
+    return new, out
+
+
+#: Weight of the joint refinement's prior, in multiples of the sparse method's noise-derived
+#: strength (chosen on the design photographs: benchmarks/joint_design.py).
+JOINT_WEIGHT_FACTOR = 3.0
+
+
+def _joint(grey, kernel, latent, cfg, extra, *, device):
+    """(kernel, latent) after the joint refinement of ``latent`` and ``kernel``
+    (:func:`~napari_selfdeblur.engine.joint.joint_refine`) and the last non-blind pass with the
+    refined kernel. How far the kernel moved is recorded (L1 distance between the PSFs).
+    """
+    from .engine.joint import joint_refine
+    from .nonblind import get_method
+
+    weight = JOINT_WEIGHT_FACTOR * float(
+        get_method("sparse").strength_rule(estimate_noise_sigma(grey))
+    )
+    res = joint_refine(
+        grey, latent, kernel, weight=weight, iterations=cfg.joint_iterations, device=device
+    )
+    new = res.kernel
+    extra["joint"] = {
+        "iterations": cfg.joint_iterations,
+        "kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4),
+        "objective": [float(f"{v:.6g}") for v in res.objective],
+    }
+    cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
     return new, _final_pass(grey, new, latent, cfg, device, **cheaper)
 
 

@@ -194,6 +194,13 @@ class DeblurConfig:
     # result (the MAP kernel step on its strongest gradients, ``map.refit_salient``), then run the
     # non-blind step again with that kernel. One more non-blind solve.
     polish: bool = False
+    # With ``polish``: after the polish's last pass, refine the image and the kernel jointly at
+    # full resolution for this many steps (engine.joint: projected Adam under a hyper-Laplacian
+    # prior, no networks), then run the last non-blind pass again with the refined kernel.
+    # 0 (the default of every preset): off. Kept so that round 10's rows can be rerun
+    # (docs/benchmarks.md): it helps when the window is the blur's exact support, and harms
+    # when the window is larger.
+    joint_iterations: int = 0
     # Multiplier of the noise-derived strength of the last non-blind pass; None: the factor for
     # estimated kernels (nonblind.base.estimated_kernel_factor: 5 on clean images, 2 on noisy
     # ones).
@@ -225,6 +232,13 @@ class DeblurConfig:
         factor = self.final_strength_factor
         if factor is not None and not (math.isfinite(factor) and factor > 0):
             raise InvalidInputError(f"final_strength_factor must be positive, got {factor}")
+        if self.joint_iterations < 0:
+            raise InvalidInputError(f"joint_iterations must be >= 0, got {self.joint_iterations}")
+        if self.joint_iterations and not (self.polish and self.final != "none"):
+            raise InvalidInputError(
+                "joint_iterations needs polish=True and a final non-blind step: it runs after "
+                "the polish"
+            )
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
             raise InvalidInputError("init_iterations must be >= 0 and init_kernel_sigma > 0")
         if self.coarse_levels < 0 or self.coarse_iterations < 1:
@@ -285,7 +299,7 @@ class DeblurConfig:
         valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
-        final_step = ("final", "safeguard", "polish", "final_strength_factor")
+        final_step = ("final", "safeguard", "polish", "joint_iterations", "final_strength_factor")
         for key in ("blur", "channels_last", "engine", *final_step):
             d.pop(key)  # checkpoints are of SelfDeblur runs, before any final step
         if d["init"] != "map":
@@ -356,7 +370,9 @@ def _quick() -> DeblurConfig:
     # on the design photographs, where single estimates collapse less often). The last pass
     # uses the estimated-kernel strength, whose factor falls from 5 to 2 with the noise level:
     # 2x the noise-derived strength won on the design photographs at noise >= 0.005 but tied at
-    # 0.001-0.002 and lost 0.7 dB on Levin (noise about 0.002; docs/benchmarks.md).
+    # 0.001-0.002 and lost 0.7 dB on Levin (noise about 0.002; docs/benchmarks.md). The joint
+    # refinement (joint_iterations) is off: it gained on exact kernel windows but lost 0.7 to
+    # 1.0 dB on windows 2 px larger than the blur (round 10).
     return DeblurConfig(engine="map", final="sparse", polish=True, map=MapConfig(candidates=3))
 
 
