@@ -325,8 +325,9 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
     cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
     out = _final_pass(grey, new, latent, cfg, device, **cheaper)
-    if cfg.joint_iterations:
-        return _joint(grey, new, out, cfg, extra, device=device)
+    if cfg.joint_iterations:  # refine the kernel jointly with that result, then the pass again
+        new = _joint_kernel(grey, new, out, cfg, extra, device=device)
+        out = _final_pass(grey, new, out, cfg, device, **cheaper)
     return new, out
 
 
@@ -335,10 +336,10 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
 JOINT_WEIGHT_FACTOR = 3.0
 
 
-def _joint(grey, kernel, latent, cfg, extra, *, device):
-    """(kernel, latent) after the joint refinement of ``latent`` and ``kernel``
-    (:func:`~napari_selfdeblur.engine.joint.joint_refine`) and the last non-blind pass with the
-    refined kernel. How far the kernel moved is recorded (L1 distance between the PSFs).
+def _joint_kernel(grey, kernel, latent, cfg, extra, *, device):
+    """The kernel after the joint refinement of ``latent`` and ``kernel``
+    (:func:`~napari_selfdeblur.engine.joint.joint_refine`). How far the kernel moved (L1
+    distance between the PSFs) and the objective before and after are recorded.
     """
     from .engine.joint import joint_refine
     from .nonblind import get_method
@@ -355,8 +356,7 @@ def _joint(grey, kernel, latent, cfg, extra, *, device):
         "kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4),
         "objective": [float(f"{v:.6g}") for v in res.objective],
     }
-    cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
-    return new, _final_pass(grey, new, latent, cfg, device, **cheaper)
+    return new
 
 
 def _final_pass(grey, kernel, latent, cfg, device, **params):
