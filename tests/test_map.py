@@ -448,3 +448,33 @@ def test_the_joint_refinement_runs_after_the_polish_and_is_recorded(hook_problem
         deblur(blurry, 9, preset=cfg.replace(joint_iterations=-1), device="cpu")
     with pytest.raises(InvalidInputError, match="needs polish"):
         deblur(blurry, 9, preset=cfg.replace(joint_iterations=50, polish=False), device="cpu")
+
+
+def test_the_last_pass_is_stronger_for_a_kernel_its_candidates_disagree_on():
+    from napari_selfdeblur.api import UNCERTAIN_KERNEL_BOOST, uncertain_kernel_boost
+
+    assert uncertain_kernel_boost(None, 0.002) == 1.0  # one candidate: nothing known
+    assert uncertain_kernel_boost(0.95, 0.002) == 1.0
+    assert uncertain_kernel_boost(0.5, 0.002) == UNCERTAIN_KERNEL_BOOST > 1
+    assert uncertain_kernel_boost(0.5, 0.02) == 1.0  # noisy: good kernels agree less too
+
+
+def test_quick_boosts_only_its_last_pass_for_an_uncertain_kernel(hook_problem, monkeypatch):
+    from napari_selfdeblur import api
+    from napari_selfdeblur.imaging.noise import estimate_noise_sigma
+    from napari_selfdeblur.nonblind.base import estimated_kernel_factor
+
+    blurry, _ = hook_problem
+    plain = deblur(blurry, 9, preset="quick", device="cpu")
+    assert "uncertain_kernel_boost" not in plain.metadata()  # its candidates agree
+    sigma = estimate_noise_sigma(api.engine_input(blurry))
+    factor = api.UNCERTAIN_KERNEL_BOOST * estimated_kernel_factor(sigma)
+    explicit = deblur(
+        blurry, 9, preset=get_preset("quick").replace(final_strength_factor=factor), device="cpu"
+    )
+    monkeypatch.setattr(api, "UNCERTAIN_AGREEMENT", 1.01)  # every kernel counts as uncertain
+    boosted = deblur(blurry, 9, preset="quick", device="cpu")
+    assert boosted.metadata()["uncertain_kernel_boost"] == api.UNCERTAIN_KERNEL_BOOST
+    np.testing.assert_array_equal(boosted.kernel, plain.kernel)  # the estimate is the same
+    np.testing.assert_array_equal(boosted.latent, explicit.latent)
+    assert np.abs(np.diff(boosted.latent)).sum() < np.abs(np.diff(plain.latent)).sum()
