@@ -47,6 +47,7 @@ def _last_pass(y, kernel, factor):
     on ``y`` mapped to [0, 1] as ``deblur`` maps it, returned in ``y``'s range.
     """
     from napari_selfdeblur import refine
+    from napari_selfdeblur.api import POLISH_FINAL_PASS
     from napari_selfdeblur.imaging.image import Intensity
 
     intensity = Intensity.of(y)
@@ -56,7 +57,7 @@ def _last_pass(y, kernel, factor):
         "sparse",
         kernel_estimated=True,
         strength_factor=factor,
-        cg_iterations=50,
+        **POLISH_FINAL_PASS["sparse"],
     ).image
     return intensity.from_unit(np.clip(out, 0, 1))
 

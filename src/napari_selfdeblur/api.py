@@ -251,16 +251,10 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
     """
     if raw.cancelled:
         return raw
-    boost = uncertain_kernel_boost(_agreement(extra), prep.sigma)  # for the MAP kernel only
-    raw.kernel, latent = _finish_kernel(
-        prep.grey,
-        raw.kernel,
-        raw.latent,
-        cfg,
-        extra,
-        device,
-        boost=boost if raw is map_start else 1.0,
-    )
+    if raw is map_start:
+        raw.kernel, latent = _finish_map_kernel(prep, map_start, cfg, extra, device)
+    else:
+        raw.kernel, latent = _finish_kernel(prep.grey, raw.kernel, raw.latent, cfg, extra, device)
     if cfg.safeguard and map_start is not None and map_start is not raw:
         map_latent = _final_pass(prep.grey, map_start.kernel, map_start.latent, cfg, device)
         ours = _quality(prep.grey, latent, raw.kernel)
@@ -275,9 +269,7 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
         }
         if keep_map:  # with cfg.polish, the MAP start is polished too: what quick returns
             raw.kernel, latent = (
-                _finish_kernel(
-                    prep.grey, map_start.kernel, map_start.latent, cfg, extra, device, boost=boost
-                )
+                _finish_map_kernel(prep, map_start, cfg, extra, device)
                 if cfg.polish
                 else (map_start.kernel, map_latent)
             )
@@ -285,18 +277,29 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
     return raw
 
 
-def _finish_kernel(grey, kernel, latent, cfg, extra, device, *, boost=1.0):
+def _finish_kernel(grey, kernel, latent, cfg, extra, device):
     """(kernel, latent) after the final step: with ``cfg.polish`` the cheap non-blind pass, the
-    refit and the last pass (:func:`_polish`); otherwise the last pass alone. ``boost``
-    multiplies the last pass's strength (:func:`uncertain_kernel_boost`; recorded when not 1).
+    refit and the last pass (:func:`_polish`); otherwise the last pass alone.
     """
-    if boost != 1.0:
-        extra["uncertain_kernel_boost"] = boost
     if cfg.polish and cfg.final != "none":
         params = polish_first_pass(cfg.final)
         first = _nonblind(grey, kernel, cfg.final, latent, device, **params)
-        return _polish(grey, kernel, first, cfg, extra, device=device, boost=boost)
-    return kernel, _final_pass(grey, kernel, latent, cfg, device, boost=boost)
+        return _polish(grey, kernel, first, cfg, extra, device=device)
+    return kernel, _final_pass(grey, kernel, latent, cfg, device)
+
+
+def _finish_map_kernel(prep, start, cfg, extra, device):
+    """:func:`_finish_kernel` for the MAP estimate ``start``, whose last pass is
+    :func:`uncertain_kernel_boost` times stronger (the boost is recorded when it is not 1).
+    """
+    from .nonblind.base import estimated_kernel_factor
+
+    boost = uncertain_kernel_boost(_agreement(extra), prep.sigma)
+    if boost != 1.0:
+        extra["uncertain_kernel_boost"] = boost
+        factor = cfg.final_strength_factor or estimated_kernel_factor(prep.sigma)
+        cfg = cfg.replace(final_strength_factor=boost * factor)
+    return _finish_kernel(prep.grey, start.kernel, start.latent, cfg, extra, device)
 
 
 #: Settings of the non-blind pass that only feeds the polish refit: cheaper than the final pass
@@ -326,10 +329,10 @@ POLISH_FINAL_PASS: dict[str, dict[str, Any]] = {
 }
 
 
-def _polish(grey, kernel, latent, cfg, extra, *, device, boost=1.0):
+def _polish(grey, kernel, latent, cfg, extra, *, device):
     """(kernel, latent) after the full-resolution kernel refit against ``latent`` and a second
-    non-blind pass (its strength times ``boost``). How far the kernel moved is recorded: the L1
-    distance between the two PSFs (0: unchanged, 2: disjoint supports).
+    non-blind pass. How far the kernel moved is recorded: the L1 distance between the two PSFs
+    (0: unchanged, 2: disjoint supports).
     """
     from .engine.map_kernel import refit_kernel
 
@@ -337,7 +340,7 @@ def _polish(grey, kernel, latent, cfg, extra, *, device, boost=1.0):
     if new is None:  # the kernel is nearly as large as the image: nothing to refit against
         new = kernel
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
-    cheaper = {**POLISH_FINAL_PASS.get(cfg.final, {}), "boost": boost}
+    cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
     out = _final_pass(grey, new, latent, cfg, device, **cheaper)
     if cfg.joint_iterations:  # refine the kernel jointly with that result, then the pass again
         new = _joint_kernel(grey, new, out, cfg, extra, device=device)
@@ -373,16 +376,11 @@ def _joint_kernel(grey, kernel, latent, cfg, extra, *, device):
     return new
 
 
-def _final_pass(grey, kernel, latent, cfg, device, *, boost=1.0, **params):
-    """The preset's last non-blind pass (``cfg.final``, at ``cfg.final_strength_factor``, by
-    default the estimated-kernel factor of the noise level, times ``boost``); ``params`` go to
-    the method.
+def _final_pass(grey, kernel, latent, cfg, device, **params):
+    """The preset's last non-blind pass (``cfg.final``, at ``cfg.final_strength_factor``);
+    ``params`` go to the method.
     """
-    from .nonblind.base import estimated_kernel_factor
-
     factor = cfg.final_strength_factor
-    if boost != 1.0:
-        factor = boost * (factor or estimated_kernel_factor(estimate_noise_sigma(grey)))
     extra = {} if factor is None else {"strength_factor": factor}
     return _nonblind(grey, kernel, cfg.final, latent, device, **extra, **params)
 
