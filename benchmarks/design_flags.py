@@ -23,9 +23,7 @@ from map_design import IMAGES, problem
 
 
 def main() -> None:
-    from napari_selfdeblur import deblur
     from napari_selfdeblur.config import config_from_spec
-    from napari_selfdeblur.evaluation.metrics import kernel_similarity, levin_score
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -34,12 +32,14 @@ def main() -> None:
     p.add_argument("--images", nargs="+", default=list(IMAGES))
     p.add_argument("--sizes", type=int, nargs="+", default=[9, 15, 25, 35])
     p.add_argument("--noise", type=float, nargs="+", default=[0.01])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="of the networks")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     fields = [
         "image",
         "kernel",
         "noise",
+        "seed",
         "psnr",
         "psnr_blurry",
         "similarity",
@@ -54,6 +54,7 @@ def main() -> None:
     out = args.out.open("w", newline="")  # rows are written as they finish
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
+    preset = config_from_spec(args.preset)
     for name in args.images:
         for ks in args.sizes:
             for sigma in args.noise:
@@ -62,31 +63,13 @@ def main() -> None:
                 except ValueError as exc:  # the photograph is too small for the kernel
                     print(f"skipped: {exc}", flush=True)
                     continue
-                start = time.perf_counter()
-                r = deblur(
-                    y.astype(np.float32), k.shape[0] + 2, preset=config_from_spec(args.preset)
-                )
-                seconds = time.perf_counter() - start
-                meta = r.metadata()
-                agreement = meta.get("map_candidates", {}).get("agreement") or [float("nan")]
-                row = dict(
-                    image=name,
-                    kernel=ks,
-                    noise=sigma,
-                    psnr=round(levin_score(r.latent, sharp).psnr, 2),
-                    psnr_blurry=round(levin_score(y, sharp).psnr, 2),
-                    similarity=round(kernel_similarity(r.kernel, k), 3),
-                    flags=" ".join(r.diagnosis.flags),
-                    kept=meta.get("safeguard", {}).get("kept", ""),  # standard only
-                    agreement=round(max(agreement), 3),  # the kept MAP candidate's
-                    noise_est=round(meta["noise_sigma"], 4),
-                    residual_ratio=meta["diagnosis"]["residual_noise_ratio"],
-                    seconds=round(seconds, 1),
-                )
-                rows.append(row)
-                writer.writerow(row)
-                out.flush()
-                print(row, flush=True)
+                for seed in args.seeds:
+                    row = {"image": name, "kernel": ks, "noise": sigma, "seed": seed}
+                    row.update(measure(y, k, sharp, preset, seed))
+                    rows.append(row)
+                    writer.writerow(row)
+                    out.flush()
+                    print(row, flush=True)
     out.close()
     if not rows:
         return
@@ -96,6 +79,29 @@ def main() -> None:
         f"{len(rows)} problems: mean {np.mean([r['psnr'] for r in rows]):.2f} dB (blurry "
         f"{np.mean([r['psnr_blurry'] for r in rows]):.2f}); {len(worse)} worse than blurry, "
         f"{len(unflagged)} of them without a flag"
+    )
+
+
+def measure(y, k, sharp, preset, seed: int) -> dict:
+    """One ``deblur`` of the problem (y, k, sharp) at the true kernel size + 2: the row's fields."""
+    from napari_selfdeblur import deblur
+    from napari_selfdeblur.evaluation.metrics import kernel_similarity, levin_score
+
+    start = time.perf_counter()
+    r = deblur(y.astype(np.float32), k.shape[0] + 2, preset=preset, seed=seed)
+    seconds = time.perf_counter() - start
+    meta = r.metadata()
+    agreement = meta.get("map_candidates", {}).get("agreement") or [float("nan")]
+    return dict(
+        psnr=round(levin_score(r.latent, sharp).psnr, 2),
+        psnr_blurry=round(levin_score(y, sharp).psnr, 2),
+        similarity=round(kernel_similarity(r.kernel, k), 3),
+        flags=" ".join(r.diagnosis.flags),
+        kept=meta.get("safeguard", {}).get("kept", ""),  # standard only
+        agreement=round(max(agreement), 3),  # the kept MAP candidate's
+        noise_est=round(meta["noise_sigma"], 4),
+        residual_ratio=meta["diagnosis"]["residual_noise_ratio"],
+        seconds=round(seconds, 1),
     )
 
 

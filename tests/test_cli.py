@@ -242,3 +242,32 @@ def test_refine_uses_the_estimated_kernel_strength_when_the_sidecar_says_so(png,
     exact = json.loads((tmp_path / "plain" / "photo_refined.json").read_text())
     assert blind.get("kernel_estimated") is True and "kernel_estimated" not in exact
     assert blind["strengths"][0] > exact["strengths"][0]
+
+
+def test_refine_is_stronger_on_the_planes_whose_blind_kernel_was_uncertain(
+    tmp_path, asymmetric_kernel, monkeypatch
+):
+    from napari_selfdeblur import api
+    from napari_selfdeblur.engine.physics import convolve_same
+    from napari_selfdeblur.evaluation.sample import sharp_scene
+    from napari_selfdeblur.nonblind.base import UNCERTAIN_KERNEL_BOOST
+
+    planes = [convolve_same(sharp_scene((48, 48), seed=s), asymmetric_kernel) for s in (1, 2)]
+    tifffile.imwrite(tmp_path / "cells.tif", np.stack(planes).astype(np.float32))
+    monkeypatch.setattr(api, "UNCERTAIN_AGREEMENT", 1.01)  # every MAP kernel counts as uncertain
+    args = ["-k", "9", "--preset", "quick", "--device", "cpu", "--quiet"]
+    assert main(["deblur", str(tmp_path / "cells.tif"), *args, "--out", str(tmp_path / "b")]) == 0
+    blind = json.loads((tmp_path / "b" / "cells.json").read_text())
+    assert blind["uncertain_kernel_boost"] == [UNCERTAIN_KERNEL_BOOST] * 2  # one per plane
+    kernel = tmp_path / "b" / "cells_kernel.tif"
+    refine = ["refine", str(tmp_path / "cells.tif"), "--kernel", str(kernel), "--quiet"]
+    assert main([*refine, "--out", str(tmp_path / "r")]) == 0
+    uncertain = json.loads((tmp_path / "r" / "cells_refined.json").read_text())
+    assert uncertain["kernel_uncertain"] == [True, True]
+    blind["uncertain_kernel_boost"] = [1.0, UNCERTAIN_KERNEL_BOOST]  # as if plane 0 were certain
+    (tmp_path / "b" / "cells.json").write_text(json.dumps(blind))
+    assert main([*refine, "--out", str(tmp_path / "r2")]) == 0
+    mixed = json.loads((tmp_path / "r2" / "cells_refined.json").read_text())
+    assert mixed["kernel_uncertain"] == [False, True]
+    ratio = np.divide(uncertain["strengths"], mixed["strengths"])
+    np.testing.assert_allclose(ratio, [UNCERTAIN_KERNEL_BOOST, 1.0])

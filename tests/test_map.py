@@ -236,6 +236,31 @@ def test_estimated_kernels_get_a_stronger_default_strength(asymmetric_kernel, no
     assert forced.strengths[0] == pytest.approx(exact.strengths[0] * 3)
 
 
+def test_kernels_a_blind_run_found_uncertain_get_a_stronger_strength_on_clean_planes(
+    asymmetric_kernel,
+):
+    from napari_selfdeblur import refine
+    from napari_selfdeblur.nonblind.base import UNCERTAIN_KERNEL_BOOST
+
+    blurry = convolve_same(sharp_scene((64, 64), seed=2), asymmetric_kernel)
+    noisy = blurry + 0.02 * np.random.default_rng(1).standard_normal(blurry.shape)
+    stack = np.stack([blurry, noisy]).astype(np.float32)
+    estimated = refine(stack, asymmetric_kernel, "sparse", kernel_estimated=True)
+    uncertain = refine(stack, asymmetric_kernel, "sparse", kernel_uncertain=True)
+    clean_gain, noisy_gain = np.divide(uncertain.strengths, estimated.strengths)
+    assert clean_gain == pytest.approx(UNCERTAIN_KERNEL_BOOST) and noisy_gain == pytest.approx(1)
+    meta = uncertain.metadata()
+    assert meta["kernel_estimated"] is True and meta["kernel_uncertain"] == [True, True]
+    one = refine(stack, asymmetric_kernel, "sparse", kernel_uncertain=[False, True])
+    np.testing.assert_allclose(one.strengths, estimated.strengths)  # plane 1 is noisy anyway
+    assert "kernel_uncertain" not in estimated.metadata()
+    forced = refine(stack[0], asymmetric_kernel, "sparse", kernel_uncertain=True, strength_factor=3)
+    given = refine(stack[0], asymmetric_kernel, "sparse", strength_factor=3)
+    assert forced.strengths == pytest.approx(given.strengths)  # an explicit factor is used as given
+    with pytest.raises(InvalidInputError, match="kernel_uncertain has 3 flags for 2 planes"):
+        refine(stack, asymmetric_kernel, "sparse", kernel_uncertain=[True] * 3)
+
+
 def test_the_estimated_kernel_factor_falls_smoothly_with_the_noise():
     from napari_selfdeblur.nonblind.base import (
         ESTIMATED_KERNEL_FACTOR,
@@ -451,7 +476,8 @@ def test_the_joint_refinement_runs_after_the_polish_and_is_recorded(hook_problem
 
 
 def test_the_last_pass_is_stronger_for_a_kernel_its_candidates_disagree_on():
-    from napari_selfdeblur.api import UNCERTAIN_KERNEL_BOOST, uncertain_kernel_boost
+    from napari_selfdeblur.api import uncertain_kernel_boost
+    from napari_selfdeblur.nonblind.base import UNCERTAIN_KERNEL_BOOST
 
     assert uncertain_kernel_boost(None, 0.002) == 1.0  # one candidate: nothing known
     assert uncertain_kernel_boost(0.95, 0.002) == 1.0
@@ -462,19 +488,19 @@ def test_the_last_pass_is_stronger_for_a_kernel_its_candidates_disagree_on():
 def test_quick_boosts_only_its_last_pass_for_an_uncertain_kernel(hook_problem, monkeypatch):
     from napari_selfdeblur import api
     from napari_selfdeblur.imaging.noise import estimate_noise_sigma
-    from napari_selfdeblur.nonblind.base import estimated_kernel_factor
+    from napari_selfdeblur.nonblind.base import UNCERTAIN_KERNEL_BOOST, estimated_kernel_factor
 
     blurry, _ = hook_problem
     plain = deblur(blurry, 9, preset="quick", device="cpu")
     assert "uncertain_kernel_boost" not in plain.metadata()  # its candidates agree
     sigma = estimate_noise_sigma(api.engine_input(blurry))
-    factor = api.UNCERTAIN_KERNEL_BOOST * estimated_kernel_factor(sigma)
+    factor = UNCERTAIN_KERNEL_BOOST * estimated_kernel_factor(sigma)
     explicit = deblur(
         blurry, 9, preset=get_preset("quick").replace(final_strength_factor=factor), device="cpu"
     )
     monkeypatch.setattr(api, "UNCERTAIN_AGREEMENT", 1.01)  # every kernel counts as uncertain
     boosted = deblur(blurry, 9, preset="quick", device="cpu")
-    assert boosted.metadata()["uncertain_kernel_boost"] == api.UNCERTAIN_KERNEL_BOOST
+    assert boosted.metadata()["uncertain_kernel_boost"] == UNCERTAIN_KERNEL_BOOST
     np.testing.assert_array_equal(boosted.kernel, plain.kernel)  # the estimate is the same
     np.testing.assert_array_equal(boosted.latent, explicit.latent)
     assert np.abs(np.diff(boosted.latent)).sum() < np.abs(np.diff(plain.latent)).sum()

@@ -14,6 +14,7 @@ from napari_selfdeblur._napari import widgets  # noqa: E402
 from napari_selfdeblur._napari.widgets import BlindDeblurWidget, RefineWidget  # noqa: E402
 from napari_selfdeblur.evaluation.metrics import psnr  # noqa: E402
 from napari_selfdeblur.evaluation.sample import sharp_scene  # noqa: E402
+from napari_selfdeblur.nonblind.base import UNCERTAIN_KERNEL_BOOST, UNCERTAIN_MAX_NOISE  # noqa: E402
 
 TIMEOUT_MS = 120_000
 
@@ -158,6 +159,11 @@ def test_refine_widget_with_the_true_kernel_raises_psnr(viewer, qtbot):
     widget.run()
     wait_idle(qtbot, widget)
     assert viewer.layers["sample blurry refined"].metadata["kernel_estimated"] is True
+    assert "kernel_uncertain" not in viewer.layers["sample blurry refined"].metadata
+    blind.metadata = {"preset": "quick", "uncertain_kernel_boost": 2.5}  # candidates disagreed
+    widget.run()
+    wait_idle(qtbot, widget)
+    assert viewer.layers["sample blurry refined"].metadata["kernel_uncertain"] is True
 
 
 def test_refine_function_uses_the_estimated_kernel_strength_for_blind_kernels():
@@ -174,6 +180,18 @@ def test_refine_function_uses_the_estimated_kernel_strength_for_blind_kernels():
     estimated, kwargs, _ = refine_image(image, blind, "sparse")
     assert kwargs["metadata"]["kernel_estimated"] is True
     assert np.abs(estimated - exact).max() > 1e-3  # a stronger prior: a different result
+    # A kernel its blind run found uncertain: stronger still on a nearly noise-free image.
+    from napari_selfdeblur.engine.physics import convolve_same
+
+    clean = Image(convolve_same(sharp_scene((48, 48)), sample.kernel), name="clean")
+    meta = {"preset": "quick", "uncertain_kernel_boost": UNCERTAIN_KERNEL_BOOST}
+    uncertain = Image(sample.kernel, name="u kernel", metadata=meta)
+    _, plain, _ = refine_image(clean, blind, "sparse")
+    _, boosted, _ = refine_image(clean, uncertain, "sparse")
+    assert boosted["metadata"]["kernel_uncertain"] is True
+    ratio = boosted["metadata"]["strengths"][0] / plain["metadata"]["strengths"][0]
+    assert plain["metadata"]["noise_sigmas"][0] < UNCERTAIN_MAX_NOISE
+    assert ratio == pytest.approx(UNCERTAIN_KERNEL_BOOST)
 
 
 def test_parametric_kernel_and_method_parameters(viewer, qtbot):

@@ -10,7 +10,6 @@ import pytest
 from napari_selfdeblur._napari.tasks import (
     LayerGeometry,
     blind_task,
-    from_blind_run,
     refine_task,
     roi_box,
     run_to_end,
@@ -21,6 +20,7 @@ from napari_selfdeblur.evaluation.metrics import psnr
 from napari_selfdeblur.evaluation.sample import sharp_scene
 from napari_selfdeblur.imaging.psf import disk_psf, gaussian_psf, motion_psf
 from napari_selfdeblur.nonblind.api import refine
+from napari_selfdeblur.provenance import blind_kernel_options, from_blind_run
 
 
 def test_parametric_psfs_are_normalised_centred_and_oriented():
@@ -89,6 +89,53 @@ def test_only_kernel_layers_of_blind_runs_count_as_estimates():
     assert from_blind_run({"preset": "quick", "kernel_size": [9, 9]})
     assert not from_blind_run({"kernel_size": [9, 9]})  # e.g. a PSF the user loaded
     assert not from_blind_run(None) and not from_blind_run("preset")
+
+
+def test_what_a_blind_run_recorded_says_which_kernels_are_uncertain():
+    quick = {"preset": "quick", "config": {}}
+    assert blind_kernel_options(None, (9, 9)) == {
+        "kernel_estimated": False,
+        "kernel_uncertain": False,
+    }
+    assert blind_kernel_options(quick, (9, 9))["kernel_uncertain"] is False
+    assert blind_kernel_options({**quick, "uncertain_kernel_boost": 2.5}, (9, 9)) == {
+        "kernel_estimated": True,
+        "kernel_uncertain": True,
+    }
+    # A command-line stack records one boost per plane; a widget stack one run per plane.
+    per_plane = {**quick, "uncertain_kernel_boost": [1.0, 2.5]}
+    assert blind_kernel_options(per_plane, (2, 9, 9))["kernel_uncertain"] == (False, True)
+    runs = {**quick, "runs": [{"plane": 0, "preset": "quick"}, {**quick, "plane": 1,
+            "uncertain_kernel_boost": 2.5}]}  # fmt: skip
+    assert blind_kernel_options(runs, (2, 9, 9))["kernel_uncertain"] == (False, True)
+    # What does not match the kernel, or cannot be read, is not taken as uncertain.
+    assert blind_kernel_options(per_plane, (3, 9, 9))["kernel_uncertain"] is False
+    for odd in ("2.5", True, None, [2.5, "x"]):
+        meta = {**quick, "uncertain_kernel_boost": odd}
+        assert blind_kernel_options(meta, (9, 9))["kernel_uncertain"] is False
+    # Not a blind run: an exact kernel, whatever else it says.
+    assert (
+        blind_kernel_options({"uncertain_kernel_boost": 2.5}, (9, 9))["kernel_uncertain"] is False
+    )
+
+
+def test_a_blind_task_refines_other_planes_as_strongly_as_its_kernel_needs(monkeypatch):
+    from napari_selfdeblur import api
+
+    planes = np.stack(
+        [convolve_same(sharp_scene((48, 48), seed=s), motion_psf(7, 30)) for s in range(3)]
+    ).astype(np.float32)
+    geo = LayerGeometry.plain("stack", 3)
+    monkeypatch.setattr(api, "UNCERTAIN_AGREEMENT", 1.01)  # every MAP kernel counts as uncertain
+    lat, ker = run_to_end(
+        blind_task(planes, geo, 7, preset="quick", stack_mode="refine", current_plane=1)
+    )
+    assert lat[1]["metadata"]["uncertain_kernel_boost"] > 1
+    method = lat[1]["metadata"]["refined_with"]
+    uncertain = refine(planes[0], ker[0], method, kernel_uncertain=True).image
+    estimated = refine(planes[0], ker[0], method, kernel_estimated=True).image
+    np.testing.assert_allclose(lat[0][0], uncertain, rtol=1e-5, atol=1e-6)
+    assert np.abs(uncertain - estimated).max() > 1e-3
 
 
 @pytest.mark.slow

@@ -389,25 +389,19 @@ def _final_pass(grey, kernel, latent, cfg, device, **params):
 #: candidate's mean similarity to the others) get a stronger last pass on nearly noise-free
 #: images; see :func:`uncertain_kernel_boost`.
 UNCERTAIN_AGREEMENT = 0.8
-#: The multiple of the estimated-kernel strength used for such kernels. On the design
-#: photographs (benchmarks/reliability_design.py: 61 problems, noise 0.002 and 0.005) the best
-#: last-pass strength was 1 to 3 times the noise-derived one for kernels whose candidates
-#: agreed, and 5 to 13 times for the failed, disagreeing ones.
-UNCERTAIN_KERNEL_BOOST = 2.5
-#: Noise level (intensities in [0, 1]) above which no boost is given: at noise 0.01 even good
-#: kernels agree only 0.68 to 0.82, and they did best with a weaker pass, not a stronger one.
-UNCERTAIN_MAX_NOISE = 0.006
 
 
 def uncertain_kernel_boost(agreement: float | None, sigma: float) -> float:
     """How much stronger the last non-blind pass is for a MAP kernel whose candidates agree
     ``agreement`` (None: one candidate, nothing known) on an image with noise ``sigma``:
-    :data:`UNCERTAIN_KERNEL_BOOST` below :data:`UNCERTAIN_AGREEMENT` up to
-    :data:`UNCERTAIN_MAX_NOISE`, else 1.
+    :func:`~napari_selfdeblur.nonblind.base.uncertain_kernel_factor` below
+    :data:`UNCERTAIN_AGREEMENT`, else 1.
     """
-    if agreement is None or agreement >= UNCERTAIN_AGREEMENT or sigma > UNCERTAIN_MAX_NOISE:
+    from .nonblind.base import uncertain_kernel_factor
+
+    if agreement is None or agreement >= UNCERTAIN_AGREEMENT:
         return 1.0
-    return UNCERTAIN_KERNEL_BOOST
+    return uncertain_kernel_factor(sigma)
 
 
 def _nonblind(grey, kernel, method: str, latent, device, **params):

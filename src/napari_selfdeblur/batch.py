@@ -33,6 +33,7 @@ from .errors import InvalidInputError, SelfDeblurError
 from .fileio import MAX_PIXELS, image_shape, read_image, read_plane
 from .imaging.layout import plane_count, split_layout
 from .plan import Task, sidecar_fields, write_task
+from .provenance import blind_kernel_options
 
 #: Seconds to wait for a scheduler address to answer before giving up.
 CONNECT_TIMEOUT_S = 10.0
@@ -105,6 +106,7 @@ class RefineJob:
     method: str
     params: dict[str, Any] = field(default_factory=dict)
     kernel_estimated: bool = False
+    kernel_uncertain: bool | tuple[bool, ...] = False  # per plane for a stack of kernels
     kernel_path: str | None = None
     device: str = "cpu"
     threads: int | None = None
@@ -189,6 +191,9 @@ def write_blind(
         runtime_s=round(runtime, 3),
         **sidecar_fields(task, request),
     )
+    boosts = [r.extra.get("uncertain_kernel_boost", 1.0) for r in results]
+    if lead and any(b != 1.0 for b in boosts):  # per plane, for `selfdeblur refine` to read
+        meta["uncertain_kernel_boost"] = boosts
     write_task(task, [latent, kernels.astype(np.float32)], meta)
     warnings = tuple(
         f"{task.source} [plane {i + 1}]: {m}" if lead else f"{task.source}: {m}"
@@ -222,6 +227,7 @@ def refine_file(task: Task, job: RefineJob, request: dict[str, Any], callback=No
         device=job.device,
         callback=callback,
         kernel_estimated=job.kernel_estimated,
+        kernel_uncertain=job.kernel_uncertain,
         **job.params,
     )
     meta = {**result.metadata(), "kernel": job.kernel_path, **sidecar_fields(task, request)}
@@ -532,7 +538,9 @@ def refine_job(
             raise InvalidInputError(f"cannot read kernel {path}: no such file")
         key: dict[str, Any] = {"path": str(path), **fingerprint(path)}
         array = _kernel_array(read_image(path, max_pixels=max_pixels))
-        options.setdefault("kernel_estimated", is_estimated_kernel(path))
+        from_sidecar = blind_kernel_options(kernel_sidecar(path), array.shape)
+        for name, value in from_sidecar.items():
+            options.setdefault(name, value)
         options["kernel_path"] = str(path)
     else:
         array = np.asarray(kernel, dtype=np.float64)
@@ -547,17 +555,15 @@ def _kernel_array(kernel: np.ndarray) -> np.ndarray:
     return kernel
 
 
-def is_estimated_kernel(kernel_path: Path) -> bool:
-    """Whether ``<name>_kernel.tif`` has the sidecar ``<name>.json`` of a blind run beside it.
-
-    A sidecar that cannot be read, or that does not describe a blind run, counts as no sidecar.
+def kernel_sidecar(kernel_path: Path) -> dict[str, Any] | None:
+    """The sidecar ``<name>.json`` of this tool beside ``<name>_kernel.tif`` (None: there is
+    none, it cannot be read, or the file is not named as a kernel output).
     """
     from .plan import read_sidecar
 
     if not kernel_path.stem.endswith("_kernel"):
-        return False
-    meta = read_sidecar(kernel_path.with_name(kernel_path.stem.removesuffix("_kernel") + ".json"))
-    return meta is not None and ("preset" in meta or "config" in meta)
+        return None
+    return read_sidecar(kernel_path.with_name(kernel_path.stem.removesuffix("_kernel") + ".json"))
 
 
 def refine_array(array: np.ndarray, job: RefineJob, callback=None, should_stop=None):
@@ -573,6 +579,7 @@ def refine_array(array: np.ndarray, job: RefineJob, callback=None, should_stop=N
         callback=callback,
         should_stop=should_stop,
         kernel_estimated=job.kernel_estimated,
+        kernel_uncertain=job.kernel_uncertain,
         **job.params,
     )
 

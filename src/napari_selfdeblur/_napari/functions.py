@@ -60,13 +60,14 @@ def refine_image(
     """Deconvolve ``image`` (2-D, RGB or a stack of planes) with the PSF ``kernel``.
 
     ``strength`` 0 means: derive it from each plane's noise level (stronger when the kernel
-    layer came from a blind run, whose metadata names its preset). ``method`` is one of the
+    layer came from a blind run, whose metadata names its preset, and stronger still where
+    that run found its kernel uncertain). ``method`` is one of the
     registered non-blind methods (:data:`napari_selfdeblur.nonblind.METHODS`). The result is a
     new layer ``<image> refined (<method>)`` with the image's scale and translate.
     """
     from ..nonblind import get_method
     from ..nonblind.api import refine
-    from .tasks import from_blind_run
+    from ..provenance import blind_kernel_options
 
     get_method(method)  # a name that is not registered is refused with a clear message
     params = {"strength": strength} if strength > 0 else {}
@@ -76,7 +77,7 @@ def refine_image(
         kernel_data,
         method,
         rgb=bool(image.rgb),
-        kernel_estimated=from_blind_run(getattr(kernel, "metadata", None)),
+        **blind_kernel_options(getattr(kernel, "metadata", None), kernel_data.shape),
         **params,
     )
     kwargs = {

@@ -33,7 +33,7 @@ from ..imaging.image import Intensity
 from ..imaging.layout import split_layout, split_planes
 from ..imaging.psf import prepare_kernels
 from ..nonblind import DEFAULT_METHOD
-from ..provenance import header
+from ..provenance import header, uncertain_kernel_flags
 
 LayerTuple = tuple[np.ndarray, dict[str, Any], str]
 STACK_MODES = ("per-plane", "refine")
@@ -183,13 +183,6 @@ def kernel_layer(
     )
 
 
-def from_blind_run(metadata: dict[str, Any] | None) -> bool:
-    """Whether a kernel layer's ``metadata`` says a blind run made it (it names a preset): its
-    non-blind refinement then uses the stronger default strength for estimated kernels.
-    """
-    return isinstance(metadata, dict) and "preset" in metadata
-
-
 def blind_task(
     data: np.ndarray,
     geometry: LayerGeometry,
@@ -301,7 +294,8 @@ class _BlindJob:
         todo = [] if cancelled else self._refine_todo(kernels)
         if todo:
             refined_with = self.refine_method
-            cancelled = self._refine(emit, should_stop, todo, latent, kernels, client)
+            uncertain = self._uncertain(runs)
+            cancelled = self._refine(emit, should_stop, todo, latent, kernels, client, uncertain)
         meta = self._metadata(runs, cancelled, refined_with, time.perf_counter() - start)
         if auto is not None:
             meta["kernel_size_auto"] = auto
@@ -421,8 +415,17 @@ class _BlindJob:
             return [i for i in range(n) if self.roi is not None or i != self.current_plane]
         return list(range(n)) if self.roi is not None else []
 
-    def _refine(self, emit, should_stop, todo, latent, kernels, client) -> bool:
-        """Non-blind pass over ``todo``; whether it was cancelled."""
+    def _uncertain(self, runs) -> list[bool]:
+        """Per plane: whether the blind run whose kernel refines it found that kernel uncertain."""
+        found = {r["plane"]: uncertain_kernel_flags(r, 1) is True for r in runs}
+        if self.stack_mode == "per-plane":
+            return [found.get(i, False) for i in range(self.planes.shape[0])]
+        return [found.get(self.current_plane, False)] * self.planes.shape[0]
+
+    def _refine(self, emit, should_stop, todo, latent, kernels, client, uncertain) -> bool:
+        """Non-blind pass over ``todo`` (``uncertain``: per plane, see :meth:`_uncertain`);
+        whether it was cancelled.
+        """
         from ..batch import RefineJob
         from ..nonblind.api import refine
 
@@ -432,7 +435,13 @@ class _BlindJob:
 
             def job(i: int) -> RefineJob:
                 kernel = kernels[i] if per_plane else kernels[self.current_plane]
-                return RefineJob(kernel, self.refine_method, kernel_estimated=True, device="cpu")
+                return RefineJob(
+                    kernel,
+                    self.refine_method,
+                    kernel_estimated=True,
+                    kernel_uncertain=uncertain[i],
+                    device="cpu",
+                )
 
             done = refine_planes(
                 self.planes, todo, job, latent, client=client, emit=emit, should_stop=should_stop
@@ -448,6 +457,7 @@ class _BlindJob:
             self.refine_method,
             rgb=self.geometry.rgb,
             kernel_estimated=True,  # the kernel is this run's blind estimate
+            kernel_uncertain=[uncertain[i] for i in todo],
             device="cpu",
             callback=on_refine,
             should_stop=should_stop,
@@ -508,12 +518,15 @@ def refine_task(
     *,
     device: str = "cpu",
     kernel_estimated: bool = False,
+    kernel_uncertain: bool | Sequence[bool] = False,
     scheduler: str | None = None,
     cancel: threading.Event | None = None,
 ) -> Generator[TaskProgress, None, list[LayerTuple]]:
     """Non-blind deconvolution of a layer's data; returns ``[refined layer]``.
 
-    ``kernel_estimated``: the kernel came from a blind run (a stronger default strength).
+    ``kernel_estimated``: the kernel came from a blind run (a stronger default strength);
+    ``kernel_uncertain``: that run found it uncertain (stronger still on clean planes; one flag,
+    or one per plane).
     A lazily loaded stack (dask, zarr) is read and refined one plane at a time into a ``.npy``
     file (:class:`PlaneOutput`); with a ``scheduler`` (``local[:N]`` or an address, as the
     command line's ``--scheduler``) every plane is a task on that Dask cluster.
@@ -534,6 +547,7 @@ def refine_task(
             params=params,
             device=device,
             kernel_estimated=kernel_estimated,
+            kernel_uncertain=kernel_uncertain,
         )
         return _drive(_with_client(scheduler, work), cancel)
 
@@ -550,6 +564,7 @@ def refine_task(
             callback=on_progress,
             should_stop=should_stop,
             kernel_estimated=kernel_estimated,
+            kernel_uncertain=kernel_uncertain,
             **(params or {}),
         )
         meta = {
@@ -697,7 +712,9 @@ def refine_planes(
     return [done[i] for i in sorted(done)]
 
 
-def _plane_refine_work(planes, lead, geometry, kernel, *, method, params, device, kernel_estimated):
+def _plane_refine_work(
+    planes, lead, geometry, kernel, *, method, params, device, kernel_estimated, kernel_uncertain
+):
     """The work of :func:`refine_task` plane by plane (a lazy input, or on a cluster)."""
     from ..batch import RefineJob
 
@@ -706,7 +723,10 @@ def _plane_refine_work(planes, lead, geometry, kernel, *, method, params, device
 
     def job(i: int) -> RefineJob:
         kernel_i = kernels[i % len(kernels)]
-        return RefineJob(kernel_i, method, dict(params or {}), kernel_estimated, device=device)
+        uncertain = kernel_uncertain if isinstance(kernel_uncertain, bool) else kernel_uncertain[i]
+        return RefineJob(
+            kernel_i, method, dict(params or {}), kernel_estimated, uncertain, device=device
+        )
 
     def work(emit, should_stop, client):
         start, output = time.perf_counter(), PlaneOutput(planes, lead)

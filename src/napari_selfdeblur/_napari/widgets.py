@@ -36,7 +36,6 @@ from .tasks import (
     LayerGeometry,
     TaskProgress,
     blind_task,
-    from_blind_run,
     kernel_layer,
     refine_task,
     roi_box,
@@ -894,14 +893,16 @@ class RefineWidget(Container, _RunnerMixin):
             raise SelfDeblurError(f"the kernel layer {layer.name!r} is RGB; a kernel is grey 2-D")
         return k
 
-    def _kernel_estimated(self) -> bool:
-        """Whether the kernel is a layer that a blind run made (its metadata names a preset)."""
+    def _blind_kernel(self) -> dict[str, Any]:
+        """``kernel_estimated`` and ``kernel_uncertain`` for the chosen kernel: what the metadata
+        of a kernel layer that a blind run made says (a parametric PSF is exact).
+        """
+        from ..provenance import blind_kernel_options
+
         layer = self.kernel_layer.value
-        return (
-            self.kernel_source.value == "layer"
-            and layer is not None
-            and from_blind_run(getattr(layer, "metadata", None))
-        )
+        meta = getattr(layer, "metadata", None) if self.kernel_source.value == "layer" else None
+        shape = np.shape(layer.data) if layer is not None else (1, 1)
+        return blind_kernel_options(meta, shape)
 
     def params(self) -> dict[str, Any]:
         """The chosen method's parameters from the controls (strength only when not auto)."""
@@ -923,7 +924,7 @@ class RefineWidget(Container, _RunnerMixin):
                 self.kernel(),
                 self.method.value,
                 self.params(),
-                kernel_estimated=self._kernel_estimated(),
+                **self._blind_kernel(),
                 scheduler=self.scheduler_spec,
                 cancel=self._cancel,
             )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..imaging.layout import split_planes
 from ..imaging.noise import estimate_noise_sigma
 from ..imaging.psf import prepare_kernels
 from . import DEFAULT_METHOD, get_method
-from .base import estimated_kernel_factor
+from .base import estimated_kernel_factor, uncertain_kernel_factor
 
 # -- the methods ---------------------------------------------------------------------------------
 # Strength rules a * max(sigma, SIGMA_FLOOR)**p: power laws fitted by
@@ -107,6 +107,7 @@ def refine(
     should_stop: Callable[[], bool] | None = None,
     max_batch_bytes: int = 512 * 2**20,
     kernel_estimated: bool = False,
+    kernel_uncertain: bool | Sequence[bool] = False,
     strength_factor: float | None = None,
     **params: Any,
 ) -> RefineResult:
@@ -132,6 +133,11 @@ def refine(
         The kernel came from a blind estimate: a default strength is multiplied by
         :func:`~napari_selfdeblur.nonblind.base.estimated_kernel_factor` of the plane's noise
         level (5 on clean images, 2 on noisy ones).
+    kernel_uncertain
+        The blind run found its kernel uncertain (it records ``uncertain_kernel_boost``): on
+        nearly noise-free planes the estimated-kernel strength is multiplied by
+        :func:`~napari_selfdeblur.nonblind.base.uncertain_kernel_factor` as well (implies
+        ``kernel_estimated``). One flag for every plane, or one per plane of a stack.
     strength_factor
         Multiplies a default (noise-derived) strength instead: overrides the factor that
         ``kernel_estimated`` implies (an explicit ``strength`` is never scaled).
@@ -149,9 +155,19 @@ def refine(
     kh, kw = kernels[0].shape
     if kh > h or kw > w:
         raise InvalidInputError(f"kernel {kh}x{kw} is larger than the image {h}x{w}")
-    scale = _strength_scale(kernel_estimated, strength_factor)
+    uncertain = _plane_flags(kernel_uncertain, n_planes)
+    kernel_estimated = kernel_estimated or any(uncertain)
     prepared = [
-        _prepare_plane(p, i, n_planes, is_rgb, spec, values, scale) for i, p in enumerate(planes)
+        _prepare_plane(
+            p,
+            i,
+            n_planes,
+            is_rgb,
+            spec,
+            values,
+            _strength_scale(kernel_estimated, strength_factor, u),
+        )
+        for i, (p, u) in enumerate(zip(planes, uncertain, strict=True))
     ]
     dev = resolve_device(device)
     job = _Job(spec, values, prepared, kernels, is_rgb, dev, callback, should_stop)
@@ -182,15 +198,29 @@ def refine(
         runtime_s=time.perf_counter() - start,
         device=str(dev),
         cancelled=job.cancelled,
-        extra=_refine_extra(kernel_estimated, strength_factor),
+        extra=_refine_extra(kernel_estimated, strength_factor, uncertain),
     )
 
 
+def _plane_flags(flags: bool | Sequence[bool], n_planes: int) -> list[bool]:
+    """``flags`` as one bool per plane (a single bool holds for every plane)."""
+    if isinstance(flags, (bool, np.bool_)):
+        return [bool(flags)] * n_planes
+    out = [bool(f) for f in flags]
+    if len(out) != n_planes:
+        raise InvalidInputError(f"kernel_uncertain has {len(out)} flags for {n_planes} planes")
+    return out
+
+
 def _strength_scale(
-    kernel_estimated: bool, strength_factor: float | None
+    kernel_estimated: bool, strength_factor: float | None, uncertain: bool = False
 ) -> Callable[[float], float]:
-    """The multiple of a default strength as a function of the plane's noise level."""
+    """The multiple of a default strength as a function of the plane's noise level (an
+    explicit ``strength_factor`` is used as it is).
+    """
     if strength_factor is None:
+        if uncertain:
+            return lambda sigma: estimated_kernel_factor(sigma) * uncertain_kernel_factor(sigma)
         return estimated_kernel_factor if kernel_estimated else (lambda sigma: 1.0)
     factor = float(strength_factor)
     if not (math.isfinite(factor) and factor > 0):
@@ -198,9 +228,13 @@ def _strength_scale(
     return lambda sigma: factor
 
 
-def _refine_extra(kernel_estimated: bool, strength_factor: float | None) -> dict[str, Any]:
+def _refine_extra(
+    kernel_estimated: bool, strength_factor: float | None, uncertain: list[bool]
+) -> dict[str, Any]:
     """What a :class:`RefineResult` records about how its default strengths were scaled."""
     extra: dict[str, Any] = {"kernel_estimated": True} if kernel_estimated else {}
+    if any(uncertain) and strength_factor is None:
+        extra["kernel_uncertain"] = uncertain if len(uncertain) > 1 else True
     if strength_factor is not None:
         extra["strength_factor"] = float(strength_factor)
     return extra

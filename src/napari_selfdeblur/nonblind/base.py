@@ -43,6 +43,25 @@ def estimated_kernel_factor(sigma: float) -> float:
     return ESTIMATED_KERNEL_FACTOR * (NOISY_ESTIMATED_KERNEL_FACTOR / ESTIMATED_KERNEL_FACTOR) ** t
 
 
+#: The extra multiple of the estimated-kernel strength for a blind kernel that its run found
+#: uncertain (its MAP candidates disagreed; the run records ``uncertain_kernel_boost``). On the
+#: design photographs (benchmarks/reliability_design.py: 61 problems, noise 0.002 and 0.005) the
+#: best last-pass strength was 1 to 3 times the noise-derived one for kernels whose candidates
+#: agreed, and 5 to 13 times for the failed, disagreeing ones.
+UNCERTAIN_KERNEL_BOOST = 2.5
+#: Noise level (intensities in [0, 1]) above which no boost is given: at noise 0.01 even good
+#: kernels agree only 0.68 to 0.82, and they did best with a weaker pass, not a stronger one.
+UNCERTAIN_MAX_NOISE = 0.006
+
+
+def uncertain_kernel_factor(sigma: float) -> float:
+    """The extra multiple of the estimated-kernel strength for an uncertain blind kernel on a
+    plane whose noise standard deviation is ``sigma``: :data:`UNCERTAIN_KERNEL_BOOST` up to
+    :data:`UNCERTAIN_MAX_NOISE`, else 1.
+    """
+    return UNCERTAIN_KERNEL_BOOST if sigma <= UNCERTAIN_MAX_NOISE else 1.0
+
+
 #: ``step(done, total)`` is called after each step of an iterative method and returns whether to
 #: stop (cancel); the methods then return their current iterate.
 StepHook = Callable[[int, int], bool]
