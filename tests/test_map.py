@@ -12,9 +12,11 @@ from napari_selfdeblur import deblur
 from napari_selfdeblur.config import MapConfig, get_preset
 from napari_selfdeblur.engine.map_kernel import (
     auto_kernel_size,
+    dark_thresholded,
     estimate_map,
     pyramid,
     size_from_probe,
+    window_min,
 )
 from napari_selfdeblur.engine.physics import convolve_same
 from napari_selfdeblur.errors import InvalidInputError
@@ -421,6 +423,46 @@ def test_map_design_options_are_checked():
     for bad in (0.0, 1.5):
         with pytest.raises(InvalidInputError, match="MAP refit_salient must be in"):
             MapConfig(refit_salient=bad).validate()
+    for bad in ({"dark": -1.0}, {"dark_patch": 0}, {"dark_patch": 4}):
+        with pytest.raises(InvalidInputError, match="MAP dark must be >= 0 and dark_patch odd"):
+            MapConfig(**bad).validate()
+
+
+def test_window_minima_match_a_direct_computation():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((2, 9, 23)))
+    for width in (1, 3, 7, 9, 35):
+        r = width // 2
+        for dim in (-1, -2):
+            n = x.shape[dim]
+            spans = [(max(0, i - r), min(n, i + r + 1)) for i in range(n)]
+            direct = torch.stack([x.narrow(dim, a, b - a).amin(dim) for a, b in spans], dim=dim)
+            torch.testing.assert_close(window_min(x, width, dim), direct, rtol=0, atol=0)
+
+
+def test_the_dark_channel_step_zeroes_only_small_window_minima():
+    x = torch.full((1, 12, 12), 0.8, dtype=torch.float64)
+    x[0, 2, 2], x[0, 9, 9], x[0, 5, 8] = 0.01, 0.3, 0.02
+    for dy, dx in ((-1, -1), (-1, 1), (1, -1), (1, 1)):  # every 3 x 3 window holding (5, 8)
+        x[0, 5 + dy, 8 + dx] = 0.015  # holds one of these darker pixels too
+    out = dark_thresholded(x, 0.05**2, 3)
+    assert out[0, 2, 2] == 0 and out[0, 4, 7] == 0  # window minima below the threshold
+    assert out[0, 9, 9] == 0.3  # a window minimum, but above it
+    assert out[0, 5, 8] == 0.02  # small, but never a window's minimum
+    assert (out[x > 0.5] == 0.8).all()
+    every = dark_thresholded(x, 0.05**2, 1)  # a patch of 1: the intensity L0 step
+    assert every[0, 5, 8] == 0 and every[0, 9, 9] == 0.3
+
+
+def test_the_dark_channel_prior_changes_the_estimate_and_still_finds_the_kernel(hook_problem):
+    blurry, truth = hook_problem
+    quick = get_preset("quick")
+    dark = quick.replace(map=dataclasses.replace(quick.map, dark=1.0))
+    with_dark = deblur(blurry, 9, preset=dark, device="cpu")
+    without = deblur(blurry, 9, preset=quick, device="cpu")
+    assert kernel_similarity(with_dark.kernel, truth) >= 0.9
+    assert np.abs(with_dark.kernel - without.kernel).sum() > 1e-3
+    assert with_dark.metadata()["config"]["map"]["dark"] == 1.0
 
 
 def test_the_joint_refinement_lowers_its_objective_and_returns_a_psf(hook_problem):

@@ -139,8 +139,9 @@ def refine(
         :func:`~napari_selfdeblur.nonblind.base.uncertain_kernel_factor` as well (implies
         ``kernel_estimated``). One flag for every plane, or one per plane of a stack.
     strength_factor
-        Multiplies a default (noise-derived) strength instead: overrides the factor that
-        ``kernel_estimated`` implies (an explicit ``strength`` is never scaled).
+        Multiplies a default (noise-derived) strength instead: overrides the factors that
+        ``kernel_estimated`` and ``kernel_uncertain`` imply (an explicit ``strength`` is never
+        scaled).
     """
     from ..engine.device import is_out_of_memory, resolve_device
     from ..errors import OutOfMemoryError
