@@ -543,6 +543,8 @@ def test_quick_boosts_only_its_last_pass_for_an_uncertain_kernel(hook_problem, m
     monkeypatch.setattr(api, "UNCERTAIN_AGREEMENT", 1.01)  # every kernel counts as uncertain
     boosted = deblur(blurry, 9, preset="quick", device="cpu")
     assert boosted.metadata()["uncertain_kernel_boost"] == UNCERTAIN_KERNEL_BOOST
+    assert boosted.refine_options == {"kernel_estimated": True, "kernel_uncertain": True}
+    assert plain.refine_options == {"kernel_estimated": True, "kernel_uncertain": False}
     np.testing.assert_array_equal(boosted.kernel, plain.kernel)  # the estimate is the same
     np.testing.assert_array_equal(boosted.latent, explicit.latent)
     assert np.abs(np.diff(boosted.latent)).sum() < np.abs(np.diff(plain.latent)).sum()

@@ -23,7 +23,7 @@ from .engine.solver import Progress
 from .errors import InvalidInputError
 from .imaging.image import Intensity, check_image, rgb_to_ycbcr, ycbcr_to_rgb
 from .imaging.noise import estimate_noise_sigma
-from .provenance import header
+from .provenance import blind_kernel_options, header
 
 
 @dataclass
@@ -58,6 +58,14 @@ class DeblurResult:
     def final_loss(self) -> float:
         """The last recorded loss (NaN before the first)."""
         return self.history[-1][1] if self.history else float("nan")
+
+    @property
+    def refine_options(self) -> dict[str, Any]:
+        """The arguments of :func:`~napari_selfdeblur.nonblind.api.refine` that describe this
+        kernel: ``kernel_estimated=True``, and ``kernel_uncertain`` where the run found it
+        uncertain (``refine(image, result.kernel, **result.refine_options)``).
+        """
+        return blind_kernel_options(self.metadata(), self.kernel.shape)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description of the run (parameters, seed, device, noise, loss, runtime)."""
