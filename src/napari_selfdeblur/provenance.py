@@ -1,4 +1,6 @@
-"""Where a result came from: the one header that every sidecar and layer's metadata starts with."""
+"""Where a result came from: the one header that every sidecar and layer's metadata starts with,
+and what such a record says about a kernel (made by a blind run; found uncertain by it).
+"""
 
 from __future__ import annotations
 
