@@ -11,6 +11,9 @@ means over the problems (PSNR, Levin protocol):
 - ``medoid``: the kernel that agrees best with the other two, chosen by the estimator's own
   rule (``map_kernel.medoid``; the same choice as ``MapConfig(candidates=3)``, which runs the
   three orientations as one batch);
+- ``sharpest first``: the orientation whose cheap first pass has the lowest normalised sparsity
+  (``DeblurConfig(candidate_choice="sparsity")``, what ``quick`` does since round 12);
+- ``sharpest final``: the same rule on the final results (every candidate polished);
 - ``oracle``: the best orientation by the truth (what no rule can beat).
 
 The Levin set is never used here.
@@ -27,8 +30,10 @@ import numpy as np
 IMAGES = ("camera", "astronaut", "coffee", "chelsea", "brick", "text", "grass", "gravel")
 
 
-def polish(y, kernel, cfg, final_cg: list[int]) -> list[np.ndarray]:
-    """``quick``'s passes after the MAP estimate, one result per final CG length."""
+def polish(y, kernel, cfg, final_cg: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``quick``'s passes after the MAP estimate: (the cheap first pass, one final result per
+    final CG length).
+    """
     import torch
 
     from napari_selfdeblur import refine
@@ -37,7 +42,7 @@ def polish(y, kernel, cfg, final_cg: list[int]) -> list[np.ndarray]:
 
     first = refine(y, kernel, "sparse", kernel_estimated=True, **polish_first_pass("sparse"))
     refit = refit_kernel(y, first.image, kernel.shape, cfg, device=torch.device("cpu"))
-    return [
+    return np.clip(first.image, 0, 1), [
         np.clip(refine(y, refit, "sparse", kernel_estimated=True, cg_iterations=n).image, 0, 1)
         for n in final_cg
     ]
@@ -47,6 +52,7 @@ def main() -> None:
     import torch
 
     from map_design import problem
+    from napari_selfdeblur.api import normalised_sparsity as sparsity
     from napari_selfdeblur.config import MapConfig
     from napari_selfdeblur.engine.map_kernel import (
         ORIENTATIONS,
@@ -65,33 +71,41 @@ def main() -> None:
     cpu = torch.device("cpu")
     one = MapConfig()
     names = list(ORIENTATIONS)[:3]
-    table = []  # per problem: (orientations x final CG) PSNRs, medoid index
+    table = []  # per problem: (orientations x final CG) PSNRs, medoid, sharpest first, final
     for name in args.images:
         for ks in args.sizes:
             y, k, sharp = problem(name, ks, ks, args.noise)
-            scores, kernels = [], []
+            scores, kernels, s_first, s_final = [], [], [], []
             for o in names:
                 turned = orient(y, ORIENTATIONS[o])[None]
                 kmap = estimate_map(turned, k.shape, one, device=cpu).kernels[0]
                 kernels.append(orient(kmap, ORIENTATIONS[o]))
-                outs = polish(y, kernels[-1], one, args.final_cg)
+                first, outs = polish(y, kernels[-1], one, args.final_cg)
                 scores.append([levin_score(x, sharp).psnr for x in outs])
+                s_first.append(sparsity(first))
+                s_final.append(sparsity(outs[0]))
             best = medoid(kernels)[0]
             kept = names[best]
-            table.append((np.array(scores), best))
+            table.append((np.array(scores), best, int(np.argmin(s_first)), int(np.argmin(s_final))))
             cells = (
                 " | ".join(f"{o} {s[0]:.2f}" for o, s in zip(names, scores, strict=True))
                 + f" | kept {kept}"
             )
             print(f"{name:10s} k{ks:2d} | {cells}", flush=True)
     for j, n in enumerate(args.final_cg):
-        alone = np.array([s[:, j] for s, _ in table])  # (problems, orientations)
-        medoid = np.array([s[m, j] for s, m in table])
+        alone = np.array([t[0][:, j] for t in table])  # (problems, orientations)
+        medoid = np.array([t[0][t[1], j] for t in table])
+        first = np.array([t[0][t[2], j] for t in table])
+        final = np.array([t[0][t[3], j] for t in table])
         worst = np.min(medoid - alone[:, 0])
+        gain = first - medoid
         print(
             f"final pass {n} CG steps: "
             + ", ".join(f"{o} {v:.3f}" for o, v in zip(names, alone.mean(0), strict=True))
             + f", medoid {medoid.mean():.3f} (worst against 'as is' {worst:+.2f}),"
+            f" sharpest first {first.mean():.3f} (against the medoid: {(gain > 0.05).sum()}"
+            f" better, {(gain < -0.05).sum()} worse, worst {gain.min():+.2f}),"
+            f" sharpest final {final.mean():.3f},"
             f" oracle {alone.max(1).mean():.3f} dB over {len(table)} problems"
         )
 

@@ -19,7 +19,8 @@ RESULTS = Path(__file__).parent / "results"
 
 #: (label, CSV, device, preset) of each measured point: the CSV's rows of that preset.
 MEASURED = [
-    ("quick (CPU)", "levin_quick_v5.csv", "cpu", "quick"),
+    ("quick (CPU)", "levin_quick_r12_sparsity.csv", "cpu", "quick:candidate_choice=sparsity"),
+    ("quick, round 7: the medoid (CPU)", "levin_quick_v5.csv", "cpu", "quick"),
     ("quick, one MAP candidate (CPU)", "levin_quick_v4_one.csv", "cpu", "quick:map.candidates=1"),
     ("quick without polish (H100)", "levin_quick_gpu.csv", "gpu", "quick"),
     ("standard before round 5 (H100)", "levin_standard_gpu.csv", "gpu", "standard"),

@@ -174,21 +174,30 @@ def test_the_safeguard_compares_against_the_unpolished_map_start(scene, tiny_con
     assert guarded["map_candidates"]["kept"] == map_only.metadata()["map_candidates"]["kept"]
 
 
-def test_a_kept_map_start_is_polished_as_quick_polishes_it(scene, tiny_config, monkeypatch):
+@pytest.mark.parametrize("choice", ["medoid", "sparsity"])
+def test_a_kept_map_start_is_polished_as_quick_polishes_it(scene, tiny_config, monkeypatch, choice):
     from napari_selfdeblur import api
     from napari_selfdeblur.config import DeblurConfig
 
     map_cfg = MapConfig(candidates=3)
     cfg = tiny_config.replace(
-        init="map", init_iterations=5, final="sparse", safeguard=True, polish=True, map=map_cfg
+        init="map",
+        init_iterations=5,
+        final="sparse",
+        safeguard=True,
+        polish=True,
+        map=map_cfg,
+        candidate_choice=choice,
     )
     worse = iter([{"residual": 2.0, "sparsity": 9.0}, {"residual": 1.0, "sparsity": 9.0}])
     monkeypatch.setattr(api, "_quality", lambda *args: next(worse))  # SelfDeblur's, then MAP's
     guarded = deblur(scene, 5, preset=cfg, seed=3, device="cpu")
-    quick = deblur(
-        scene, 5, preset=DeblurConfig(engine="map", final="sparse", polish=True, map=map_cfg)
+    quick_cfg = DeblurConfig(
+        engine="map", final="sparse", polish=True, map=map_cfg, candidate_choice=choice
     )
+    quick = deblur(scene, 5, preset=quick_cfg)
     assert guarded.metadata()["safeguard"]["kept"] == "map"
+    assert ("chosen" in guarded.metadata()["map_candidates"]) == (choice == "sparsity")
     np.testing.assert_array_equal(guarded.kernel, quick.kernel)
     np.testing.assert_array_equal(guarded.latent, quick.latent)
     assert guarded.metadata()["polish"] == quick.metadata()["polish"]
@@ -426,6 +435,44 @@ def test_map_design_options_are_checked():
     for bad in ({"dark": -1.0}, {"dark_patch": 0}, {"dark_patch": 4}):
         with pytest.raises(InvalidInputError, match="MAP dark must be >= 0 and dark_patch odd"):
             MapConfig(**bad).validate()
+
+
+def test_quick_can_start_its_polish_from_the_sharpest_candidate(hook_problem):
+    from napari_selfdeblur.engine.map_kernel import ORIENTATIONS
+
+    blurry, truth = hook_problem
+    quick = get_preset("quick")
+    assert quick.candidate_choice == "sparsity"
+    plain = deblur(blurry, 9, preset=quick.replace(candidate_choice="medoid"), device="cpu")
+    sharp = deblur(blurry, 9, preset=quick, device="cpu")
+    notes = sharp.metadata()["map_candidates"]
+    names = list(ORIENTATIONS)[:3]
+    assert len(notes["sparsity"]) == 3
+    assert notes["chosen"] == names[int(np.argmin(notes["sparsity"]))]
+    assert notes["kept"] == plain.metadata()["map_candidates"]["kept"]  # the medoid, as before
+    same_start = notes["chosen"] == notes["kept"]
+    assert np.array_equal(sharp.latent, plain.latent) == same_start
+    assert kernel_similarity(sharp.kernel, truth) >= 0.9
+    with pytest.raises(InvalidInputError, match="candidate_choice must be"):
+        deblur(blurry, 9, preset=quick.replace(candidate_choice="best"), device="cpu")
+    # Without the polish the last pass is compared; without any pass the medoid stays.
+    unpolished = deblur(blurry, 9, preset=quick.replace(polish=False), device="cpu").metadata()
+    assert len(unpolished["map_candidates"]["sparsity"]) == 3
+    bare = deblur(blurry, 9, preset=quick.replace(polish=False, final="none"), device="cpu")
+    assert "chosen" not in bare.metadata()["map_candidates"]
+
+
+def test_every_map_candidate_is_returned_beside_the_medoid(hook_problem):
+    from napari_selfdeblur.engine.map_kernel import ORIENTATIONS
+
+    blurry, _ = hook_problem
+    cfg = dataclasses.replace(MapConfig(), candidates=3, rounds=2)
+    res = estimate_map(np.stack([blurry, blurry.T]), (9, 9), cfg, device=torch.device("cpu"))
+    assert [a.shape for a in res.alternatives] == [(3, 9, 9)] * 2
+    for kept, alternatives, notes in zip(
+        res.kernels, res.alternatives, res.candidates, strict=True
+    ):
+        np.testing.assert_array_equal(kept, alternatives[list(ORIENTATIONS).index(notes["kept"])])
 
 
 def test_window_minima_match_a_direct_computation():

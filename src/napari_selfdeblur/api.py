@@ -298,7 +298,8 @@ def _finish_kernel(grey, kernel, latent, cfg, extra, device):
 
 def _finish_map_kernel(prep, start, cfg, extra, device):
     """:func:`_finish_kernel` for the MAP estimate ``start``, whose last pass is
-    :func:`uncertain_kernel_boost` times stronger (the boost is recorded when it is not 1).
+    :func:`uncertain_kernel_boost` times stronger (the boost is recorded when it is not 1); with
+    ``cfg.candidate_choice`` "sparsity", from the sharpest candidate (:func:`_sharpest_candidate`).
     """
     from .nonblind.base import estimated_kernel_factor
 
@@ -307,7 +308,34 @@ def _finish_map_kernel(prep, start, cfg, extra, device):
         extra["uncertain_kernel_boost"] = boost
         factor = cfg.final_strength_factor or estimated_kernel_factor(prep.sigma)
         cfg = cfg.replace(final_strength_factor=boost * factor)
-    return _finish_kernel(prep.grey, start.kernel, start.latent, cfg, extra, device)
+    choose = cfg.candidate_choice == "sparsity" and cfg.final != "none"
+    if not (choose and len(start.alternatives) > 1):
+        return _finish_kernel(prep.grey, start.kernel, start.latent, cfg, extra, device)
+    kernel, first = _sharpest_candidate(prep.grey, start.alternatives, cfg, extra, device)
+    if not cfg.polish:
+        return kernel, first
+    return _polish(prep.grey, kernel, first, cfg, extra, device=device)
+
+
+def _sharpest_candidate(grey, kernels, cfg, extra, device):
+    """(kernel, first pass) of the MAP candidate whose first non-blind pass (with
+    ``cfg.polish`` the polish's cheap one, else the last pass) is sharpest: lowest normalised
+    sparsity. The candidate chosen and every candidate's sparsity are recorded under
+    ``map_candidates``.
+    """
+    from .engine.map_kernel import ORIENTATIONS
+
+    if cfg.polish:
+        params = polish_first_pass(cfg.final)
+        firsts = [_nonblind(grey, k, cfg.final, None, device, **params) for k in kernels]
+    else:
+        firsts = [_final_pass(grey, k, None, cfg, device) for k in kernels]
+    scores = [normalised_sparsity(x) for x in firsts]
+    best = int(np.argmin(scores))
+    notes = extra.setdefault("map_candidates", {})
+    notes["sparsity"] = [round(v, 3) for v in scores]
+    notes["chosen"] = list(ORIENTATIONS)[best]
+    return kernels[best], firsts[best]
 
 
 #: Settings of the non-blind pass that only feeds the polish refit: cheaper than the final pass
@@ -437,10 +465,16 @@ def _quality(grey: np.ndarray, latent: np.ndarray, kernel: np.ndarray) -> dict[s
         kernel,
         torch.from_numpy(grey.astype(np.float64)),
     )
-    gy, gx = np.diff(latent, axis=0), np.diff(latent, axis=1)
+    return {"residual": round(res, 8), "sparsity": round(normalised_sparsity(latent), 3)}
+
+
+def normalised_sparsity(image: np.ndarray) -> float:
+    """Normalised sparsity ||grad x||_1 / ||grad x||_2 of a grey image (Krishnan et al. 2011:
+    blur raises it, so lower is sharper).
+    """
+    gy, gx = np.diff(image, axis=0), np.diff(image, axis=1)
     grads = np.concatenate([gy.ravel(), gx.ravel()]).astype(np.float64)
-    sparsity = float(np.abs(grads).sum() / max(np.sqrt((grads**2).sum()), 1e-12))
-    return {"residual": round(res, 8), "sparsity": round(sparsity, 3)}
+    return float(np.abs(grads).sum() / max(np.sqrt((grads**2).sum()), 1e-12))
 
 
 @dataclass

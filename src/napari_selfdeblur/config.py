@@ -215,6 +215,12 @@ class DeblurConfig:
     # estimated kernels (nonblind.base.estimated_kernel_factor: 5 on clean images, 2 on noisy
     # ones).
     final_strength_factor: float | None = None
+    # Which MAP candidate a MAP result's final step uses (with map.candidates > 1): "medoid",
+    # the one that agrees best with the others, as the estimator keeps it; or "sparsity", the
+    # one whose first non-blind pass (the polish's cheap one, or with polish off the last one)
+    # is sharpest (lowest normalised sparsity), which costs that pass for every candidate.
+    # Without a final non-blind step the medoid is kept.
+    candidate_choice: Literal["medoid", "sparsity"] = "medoid"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
@@ -248,6 +254,10 @@ class DeblurConfig:
             raise InvalidInputError(
                 "joint_iterations needs polish=True and a final non-blind step: it runs after "
                 "the polish"
+            )
+        if self.candidate_choice not in ("medoid", "sparsity"):
+            raise InvalidInputError(
+                f"candidate_choice must be 'medoid' or 'sparsity', got {self.candidate_choice!r}"
             )
         if self.init_iterations < 0 or self.init_kernel_sigma <= 0:
             raise InvalidInputError("init_iterations must be >= 0 and init_kernel_sigma > 0")
@@ -309,7 +319,14 @@ class DeblurConfig:
         valid and a run may resume under other execution settings.
         """
         d = self.to_dict()
-        final_step = ("final", "safeguard", "polish", "joint_iterations", "final_strength_factor")
+        final_step = (
+            "final",
+            "safeguard",
+            "polish",
+            "joint_iterations",
+            "final_strength_factor",
+            "candidate_choice",
+        )
         for key in ("blur", "channels_last", "engine", *final_step):
             d.pop(key)  # checkpoints are of SelfDeblur runs, before any final step
         if d["init"] != "map":
@@ -382,8 +399,16 @@ def _quick() -> DeblurConfig:
     # 2x the noise-derived strength won on the design photographs at noise >= 0.005 but tied at
     # 0.001-0.002 and lost 0.7 dB on Levin (noise about 0.002; docs/benchmarks.md). The joint
     # refinement (joint_iterations) is off: it gained on exact kernel windows but lost 0.7 to
-    # 1.0 dB on windows 2 px larger than the blur (round 10).
-    return DeblurConfig(engine="map", final="sparse", polish=True, map=MapConfig(candidates=3))
+    # 1.0 dB on windows 2 px larger than the blur (round 10). The polish starts from the
+    # candidate whose cheap first pass is sharpest, not from the medoid (round 12: +0.11 dB on
+    # 32 design problems, +0.73 dB on Levin, for about 1.6 s more per Levin image).
+    return DeblurConfig(
+        engine="map",
+        final="sparse",
+        polish=True,
+        map=MapConfig(candidates=3),
+        candidate_choice="sparsity",
+    )
 
 
 def _standard() -> DeblurConfig:
@@ -393,7 +418,9 @@ def _standard() -> DeblurConfig:
     # non-blind step, and the safeguard against the MAP start after the sparse step alone (a
     # start it keeps is polished too). Sized to about two minutes for 255x255 on a 2-core CPU.
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
-    # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md).
+    # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
+    # safeguard keeps is polished from its sharpest candidate, as quick does (so it returns
+    # quick's result); SelfDeblur itself still starts from the medoid.
     return _demo().replace(
         iterations=300,
         lr_milestones=(190, 250),
@@ -404,6 +431,7 @@ def _standard() -> DeblurConfig:
         safeguard=True,
         polish=True,
         map=MapConfig(candidates=3),
+        candidate_choice="sparsity",
     )
 
 

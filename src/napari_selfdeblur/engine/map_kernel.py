@@ -59,6 +59,9 @@ class MapResult:
     # With MapConfig.candidates > 1, per plane: the orientation kept and each candidate's mean
     # kernel similarity to the others (1: all candidates found the same kernel).
     candidates: list[dict] = field(default_factory=list)
+    # With MapConfig.candidates > 1, per plane: every candidate's kernel, (C, kh, kw), in the
+    # order of ORIENTATIONS.
+    alternatives: list[np.ndarray] = field(default_factory=list)
 
 
 #: The orientations that ``MapConfig.candidates`` estimates from, in order: as is, flipped
@@ -345,6 +348,7 @@ def estimate_map(
         cancelled=res.cancelled,
         levels=res.levels,
         candidates=notes,
+        alternatives=[np.stack([k[p] for k in kernels]) for p in range(n)],
     )
 
 
@@ -556,6 +560,7 @@ def fit_map(
         iterations_run=len(history),
         cancelled=res.cancelled,
         notes={"map_candidates": res.candidates[0]} if res.candidates else {},
+        alternatives=list(res.alternatives[0]) if res.alternatives else [],
     )
 
 

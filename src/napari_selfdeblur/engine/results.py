@@ -33,6 +33,7 @@ class FitResult:
     resumed_runtime_s: float = 0.0  # seconds the earlier, checkpointed part of the run took
     state: dict | None = None  # {"gx": ..., "gk": ...} parameters on the CPU, with keep_state
     notes: dict = field(default_factory=dict)  # JSON-ready facts for the metadata (MAP candidates)
+    alternatives: list = field(default_factory=list)  # every MAP candidate's kernel, if several
 
     @property
     def final_loss(self) -> float:
