@@ -24,8 +24,8 @@ MEASURED = [
     ("quick, one MAP candidate (CPU)", "levin_quick_v4_one.csv", "cpu", "quick:map.candidates=1"),
     ("quick without polish (H100)", "levin_quick_gpu.csv", "gpu", "quick"),
     ("standard before round 5 (H100)", "levin_standard_gpu.csv", "gpu", "standard"),
-    ("standard (CPU, all 32)", "levin_standard_v3.csv", "cpu", "standard"),
-    ("standard (CPU, levin-8 x 5 seeds)", "levin_standard_seeds_v2.csv", "cpu", "standard"),
+    ("standard (CPU, all 32)", "levin_standard_r13.csv", "cpu", "standard"),
+    ("standard (CPU, levin-8 x seeds 1-4)", "levin_standard_seeds_r13.csv", "cpu", "standard"),
     ("fast, retired (CPU, levin-8)", "levin_fast.csv", "cpu", "fast"),
     ("paper (CPU, im1_kernel1)", "levin_paper.csv", "cpu", "paper"),
 ]

@@ -16,6 +16,7 @@ from napari_selfdeblur.engine.map_kernel import (
     estimate_map,
     pyramid,
     size_from_probe,
+    usefulness,
     window_min,
 )
 from napari_selfdeblur.engine.physics import convolve_same
@@ -435,6 +436,9 @@ def test_map_design_options_are_checked():
     for bad in ({"dark": -1.0}, {"dark_patch": 0}, {"dark_patch": 4}):
         with pytest.raises(InvalidInputError, match="MAP dark must be >= 0 and dark_patch odd"):
             MapConfig(**bad).validate()
+    for bad in ({"usefulness": -0.1}, {"usefulness": 1.0}, {"usefulness_window": 0}):
+        with pytest.raises(InvalidInputError, match="MAP usefulness must be in"):
+            MapConfig(**bad).validate()
 
 
 def test_quick_can_start_its_polish_from_the_sharpest_candidate(hook_problem):
@@ -501,15 +505,32 @@ def test_the_dark_channel_step_zeroes_only_small_window_minima():
     assert every[0, 5, 8] == 0 and every[0, 9, 9] == 0.3
 
 
-def test_the_dark_channel_prior_changes_the_estimate_and_still_finds_the_kernel(hook_problem):
+@pytest.mark.parametrize(("option", "value"), [("dark", 1.0), ("usefulness", 0.2)])
+def test_an_optional_map_term_changes_the_estimate_and_still_finds_the_kernel(
+    hook_problem, option, value
+):
+    # The dark-channel term of the latent step, the edge-usefulness mask of the kernel step.
     blurry, truth = hook_problem
     quick = get_preset("quick")
-    dark = quick.replace(map=dataclasses.replace(quick.map, dark=1.0))
-    with_dark = deblur(blurry, 9, preset=dark, device="cpu")
+    changed = quick.replace(map=dataclasses.replace(quick.map, **{option: value}))
+    with_term = deblur(blurry, 9, preset=changed, device="cpu")
     without = deblur(blurry, 9, preset=quick, device="cpu")
-    assert kernel_similarity(with_dark.kernel, truth) >= 0.9
-    assert np.abs(with_dark.kernel - without.kernel).sum() > 1e-3
-    assert with_dark.metadata()["config"]["map"]["dark"] == 1.0
+    assert kernel_similarity(with_term.kernel, truth) >= 0.9
+    assert np.abs(with_term.kernel - without.kernel).sum() > 1e-3
+    assert with_term.metadata()["config"]["map"][option] == value
+
+
+def test_edges_are_useful_where_blurred_gradients_add_up():
+    step = torch.zeros((1, 40, 40), dtype=torch.float64)
+    step[0, :, 20:] = 1.0
+    blurred = torch.from_numpy(convolve_same(step[0].numpy(), np.full((1, 7), 1 / 7)))[None]
+    rng = np.random.default_rng(0)
+    texture = torch.from_numpy(rng.random((1, 40, 40)))
+    edge = usefulness(blurred, 5)[0, 10:30, 15:25]
+    assert edge.min() > 0.95  # one straight (blurred) edge: the gradients add up
+    assert usefulness(texture, 5)[0, 5:35, 5:35].mean() < 0.2  # they cancel in texture
+    assert usefulness(torch.zeros_like(step), 5).abs().max() == 0  # flat: the floor wins
+    assert usefulness(texture, 5).max() < 1
 
 
 def test_the_joint_refinement_lowers_its_objective_and_returns_a_psf(hook_problem):
