@@ -436,7 +436,12 @@ def test_map_design_options_are_checked():
     for bad in ({"dark": -1.0}, {"dark_patch": 0}, {"dark_patch": 4}):
         with pytest.raises(InvalidInputError, match="MAP dark must be >= 0 and dark_patch odd"):
             MapConfig(**bad).validate()
-    for bad in ({"usefulness": -0.1}, {"usefulness": 1.0}, {"usefulness_window": 0}):
+    for bad in (
+        {"usefulness": -0.1},
+        {"usefulness": 1.0},
+        {"usefulness_window": 0},
+        {"usefulness_window": 4},
+    ):
         with pytest.raises(InvalidInputError, match="MAP usefulness must be in"):
             MapConfig(**bad).validate()
 

@@ -94,7 +94,7 @@ class MapConfig:
     square windows; Pan et al. 2016), weighted ``dark`` times the gradient term; a patch of 1
     penalises every intensity (Pan et al. 2014, for text). With ``usefulness`` > 0 the kernel
     step also drops edges that are not useful (Xu & Jia 2010): where the blurry image's
-    gradients summed over a ``usefulness_window`` square window have a magnitude below
+    gradients summed over an odd ``usefulness_window`` square window have a magnitude below
     ``usefulness`` times their summed magnitudes (fine texture and thin structures, whose blurred
     gradients cancel), the latent's gradients are not used.
     The defaults
@@ -133,9 +133,13 @@ class MapConfig:
             raise InvalidInputError(
                 f"MAP refit_salient must be in (0, 1], got {self.refit_salient}"
             )
-        if not 0 <= self.usefulness < 1 or self.usefulness_window < 1:
+        if (
+            not 0 <= self.usefulness < 1
+            or self.usefulness_window < 1
+            or self.usefulness_window % 2 == 0
+        ):
             raise InvalidInputError(
-                f"MAP usefulness must be in [0, 1) and usefulness_window >= 1, got "
+                f"MAP usefulness must be in [0, 1) and usefulness_window odd and >= 1, got "
                 f"{self.usefulness} and {self.usefulness_window}"
             )
         if self.dark < 0 or self.dark_patch < 1 or self.dark_patch % 2 == 0:
