@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from map_design import IMAGES, problem
+from map_design import add_grid_arguments, design_problems, write_rows
 
 NAMES = ("selfdeblur", "as is", "up-down", "left-right")
 
@@ -130,10 +130,7 @@ def main() -> None:
     from napari_selfdeblur.config import config_from_spec
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="standard")
-    p.add_argument("--images", nargs="+", default=list(IMAGES))
-    p.add_argument("--sizes", type=int, nargs="+", default=[15, 25])
-    p.add_argument("--noise", type=float, nargs="+", default=[0.002])
+    add_grid_arguments(p, preset="standard", sizes=(15, 25), noise=(0.002,))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, help="SelfDeblur's length, schedule scaled")
     p.add_argument("--out", type=Path, required=True)
@@ -147,25 +144,15 @@ def main() -> None:
     cfg = config_from_spec(args.preset)
     if args.iterations:
         cfg = cfg.with_iterations(args.iterations)
-    rows, writer = [], None
-    with args.out.open("w", newline="") as out:
-        for name in args.images:
-            for ks in args.sizes:
-                for sigma in args.noise:
-                    try:
-                        y, k, sharp = problem(name, ks, ks + 1, sigma)
-                    except ValueError as exc:
-                        print(f"skipped: {exc}", flush=True)
-                        continue
-                    row = {"image": name, "kernel": ks, "noise": sigma}
-                    row.update(one_problem(y, k, sharp, cfg, args.seed, torch.device("cpu")))
-                    if writer is None:
-                        writer = csv.DictWriter(out, fieldnames=list(row))
-                        writer.writeheader()
-                    writer.writerow(row)
-                    out.flush()
-                    rows.append(row)
-                    print(row, flush=True)
+    device = torch.device("cpu")
+    rows = write_rows(
+        (
+            {"image": name, "kernel": ks, "noise": sigma}
+            | one_problem(y, k, sharp, cfg, args.seed, device)
+            for name, ks, sigma, y, k, sharp in design_problems(args.images, args.sizes, args.noise)
+        ),
+        args.out,
+    )
     if rows:
         report(rows)
 

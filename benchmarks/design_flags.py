@@ -13,26 +13,26 @@ written as they finish; a photograph too small for the kernel (chelsea at 55 px)
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 
-from map_design import IMAGES, problem
+from map_design import add_grid_arguments, design_problems, write_rows
 
 
 def main() -> None:
     from napari_selfdeblur.config import config_from_spec
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--preset", default="quick", help="a preset, fields may be changed: quick:polish=false"
-    )
-    p.add_argument("--images", nargs="+", default=list(IMAGES))
-    p.add_argument("--sizes", type=int, nargs="+", default=[9, 15, 25, 35])
-    p.add_argument("--noise", type=float, nargs="+", default=[0.01])
+    add_grid_arguments(p, preset="quick", sizes=(9, 15, 25, 35), noise=(0.01,))
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="of the networks")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="SelfDeblur iterations, the schedule scaled but not the warm start",
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     fields = [
@@ -50,27 +50,19 @@ def main() -> None:
         "residual_ratio",
         "seconds",
     ]
-    rows = []
-    out = args.out.open("w", newline="")  # rows are written as they finish
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
     preset = config_from_spec(args.preset)
-    for name in args.images:
-        for ks in args.sizes:
-            for sigma in args.noise:
-                try:
-                    y, k, sharp = problem(name, ks, ks + 1, sigma)
-                except ValueError as exc:  # the photograph is too small for the kernel
-                    print(f"skipped: {exc}", flush=True)
-                    continue
-                for seed in args.seeds:
-                    row = {"image": name, "kernel": ks, "noise": sigma, "seed": seed}
-                    row.update(measure(y, k, sharp, preset, seed))
-                    rows.append(row)
-                    writer.writerow(row)
-                    out.flush()
-                    print(row, flush=True)
-    out.close()
+    if args.iterations:
+        preset = preset.with_iterations(args.iterations, warm_steps=False)
+    rows = write_rows(
+        (
+            {"image": name, "kernel": ks, "noise": sigma, "seed": seed}
+            | measure(y, k, sharp, preset, seed)
+            for name, ks, sigma, y, k, sharp in design_problems(args.images, args.sizes, args.noise)
+            for seed in args.seeds
+        ),
+        args.out,
+        fields,
+    )
     if not rows:
         return
     worse = [r for r in rows if r["psnr"] < r["psnr_blurry"]]

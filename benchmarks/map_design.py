@@ -16,6 +16,7 @@ is never used here; ``levin.py --preset quick`` measures the chosen defaults on 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import time
 
@@ -51,6 +52,52 @@ def problem(name: str, ksize: int, seed: int, sigma: float, size: int = 255):
     sharp = big[kh // 2 : kh // 2 + size, kh // 2 : kh // 2 + size]
     rng = np.random.default_rng(seed)
     return np.clip(y + rng.normal(0, sigma, y.shape), 0, 1), k, sharp
+
+
+def add_grid_arguments(p, *, preset: str, sizes, noise) -> None:
+    """The design grid's command-line options (``--preset``, ``--images``, ``--sizes`` in px,
+    ``--noise`` as the white noise's standard deviation) with these defaults.
+    """
+    p.add_argument(
+        "--preset", default=preset, help="a preset, fields may be changed: quick:polish=false"
+    )
+    p.add_argument("--images", nargs="+", default=list(IMAGES))
+    p.add_argument("--sizes", type=int, nargs="+", default=list(sizes))
+    p.add_argument("--noise", type=float, nargs="+", default=list(noise))
+
+
+def design_problems(images, sizes, noise):
+    """Yield (name, kernel size, noise, blurry, true kernel, sharp) for every combination, the
+    true kernel drawn with seed ``size + 1``; a photograph too small for the crop is reported
+    and skipped.
+    """
+    for name in images:
+        for ks in sizes:
+            for sigma in noise:
+                try:
+                    y, k, sharp = problem(name, ks, ks + 1, sigma)
+                except ValueError as exc:
+                    print(f"skipped: {exc}", flush=True)
+                    continue
+                yield name, ks, sigma, y, k, sharp
+
+
+def write_rows(rows, out, fields=None) -> list[dict]:
+    """Write the dicts of ``rows`` to the CSV file ``out`` as each arrives (flushed, so an
+    interrupted run keeps what it finished), print each, and return them all. The header is
+    ``fields`` or the first row's keys.
+    """
+    done, writer = [], None
+    with open(out, "w", newline="") as f:
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(f, fieldnames=list(fields or row))
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            print(row, flush=True)
+            done.append(row)
+    return done
 
 
 def main() -> None:

@@ -19,13 +19,15 @@ RESULTS = Path(__file__).parent / "results"
 
 #: (label, CSV, device, preset) of each measured point: the CSV's rows of that preset.
 MEASURED = [
-    ("quick (CPU)", "levin_quick_r12_sparsity.csv", "cpu", "quick:candidate_choice=sparsity"),
+    ("quick (CPU)", "levin_quick_r14_rounds3.csv", "cpu", "quick:polish_rounds=3"),
+    ("quick, round 13: one polish round (CPU)", "levin_quick_r13.csv", "cpu", "quick"),
     ("quick, round 7: the medoid (CPU)", "levin_quick_v5.csv", "cpu", "quick"),
     ("quick, one MAP candidate (CPU)", "levin_quick_v4_one.csv", "cpu", "quick:map.candidates=1"),
     ("quick without polish (H100)", "levin_quick_gpu.csv", "gpu", "quick"),
     ("standard before round 5 (H100)", "levin_standard_gpu.csv", "gpu", "standard"),
-    ("standard (CPU, all 32)", "levin_standard_r13.csv", "cpu", "standard"),
-    ("standard (CPU, levin-8 x seeds 1-4)", "levin_standard_seeds_r13.csv", "cpu", "standard"),
+    ("standard (CPU, all 32)", "levin_standard_r14.csv", "cpu", "standard"),
+    ("standard, round 13: one polish round (CPU)", "levin_standard_r13.csv", "cpu", "standard"),
+    ("standard (CPU, levin-8 x seeds 1-4)", "levin_standard_seeds_r14.csv", "cpu", "standard"),
     ("fast, retired (CPU, levin-8)", "levin_fast.csv", "cpu", "fast"),
     ("paper (CPU, im1_kernel1)", "levin_paper.csv", "cpu", "paper"),
 ]
@@ -80,7 +82,12 @@ def main() -> None:
         psnr, secs, n = point
         ax.scatter(secs, psnr, color="tab:red" if device == "cpu" else "tab:blue")
         ax.annotate(
-            f"{label}, n={n}", (secs, psnr), fontsize=7, xytext=(3, -9), textcoords="offset points"
+            f"{label}, n={n}",
+            (secs, psnr),
+            fontsize=7,
+            xytext=(5, 0),
+            textcoords="offset points",
+            va="center",
         )
         print(f"{label}: {psnr:.2f} dB, {secs:.1f} s per image, {n} rows")
     ax.set_xscale("log")
@@ -90,7 +97,7 @@ def main() -> None:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"wrote {args.out}")
 
 

@@ -572,6 +572,21 @@ def test_the_joint_refinement_keeps_the_true_kernel_near_the_truth(hook_problem)
     assert res.kernel.max() < 1.5 * truth.max()
 
 
+def test_more_polish_rounds_refit_against_the_previous_round(hook_problem):
+    blurry, _ = hook_problem
+    cfg = get_preset("quick")
+    one = deblur(blurry, 9, preset=cfg.replace(polish_rounds=1), device="cpu")
+    two = deblur(blurry, 9, preset=cfg.replace(polish_rounds=2), device="cpu")
+    first, second = two.metadata()["polish"]["round_changes_l1"]
+    assert "round_changes_l1" not in one.metadata()["polish"]
+    # The first round is the one-round polish; the second moves the kernel on from there.
+    assert first == pytest.approx(one.metadata()["polish"]["kernel_change_l1"], abs=1e-4)
+    assert np.abs(two.kernel - one.kernel).sum() == pytest.approx(second, abs=1e-3)
+    assert second > 0
+    with pytest.raises(InvalidInputError, match="polish_rounds"):
+        deblur(blurry, 9, preset=cfg.replace(polish_rounds=0), device="cpu")
+
+
 def test_the_joint_refinement_runs_after_the_polish_and_is_recorded(hook_problem):
     blurry, _ = hook_problem
     cfg = get_preset("quick")

@@ -366,18 +366,30 @@ POLISH_FINAL_PASS: dict[str, dict[str, Any]] = {
 
 
 def _polish(grey, kernel, latent, cfg, extra, *, device):
-    """(kernel, latent) after the full-resolution kernel refit against ``latent`` and a second
-    non-blind pass. How far the kernel moved is recorded: the L1 distance between the two PSFs
-    (0: unchanged, 2: disjoint supports).
+    """(kernel, latent) after ``cfg.polish_rounds`` rounds of the full-resolution kernel refit
+    (against ``latent``, then against the previous round's result) and a non-blind pass (the
+    last pass in the last round, the polish's cheap first pass before it). How far
+    the kernel moved in each round is recorded: the L1 distance between the two PSFs (0:
+    unchanged, 2: disjoint supports) from the first kernel to the last and, with more than one
+    round, in each round.
     """
     from .engine.map_kernel import refit_kernel
 
-    new = refit_kernel(grey, latent, kernel.shape, cfg.map, device=device)
-    if new is None:  # the kernel is nearly as large as the image: nothing to refit against
-        new = kernel
-    extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
     cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
-    out = _final_pass(grey, new, latent, cfg, device, **cheaper)
+    changes, new, out = [], kernel, latent
+    for r in range(cfg.polish_rounds):
+        previous = new
+        new = refit_kernel(grey, out, kernel.shape, cfg.map, device=device)
+        if new is None:  # the kernel is nearly as large as the image: nothing to refit against
+            new = previous
+        changes.append(round(float(np.abs(new - previous).sum()), 4))
+        if r < cfg.polish_rounds - 1:  # only feeds the next refit: the cheap pass
+            out = _nonblind(grey, new, cfg.final, out, device, **polish_first_pass(cfg.final))
+        else:
+            out = _final_pass(grey, new, out, cfg, device, **cheaper)
+    extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}
+    if len(changes) > 1:
+        extra["polish"]["round_changes_l1"] = changes
     if cfg.joint_iterations:  # refine the kernel jointly with that result, then the pass again
         new = _joint_kernel(grey, new, out, cfg, extra, device=device)
         out = _final_pass(grey, new, out, cfg, device, **cheaper)

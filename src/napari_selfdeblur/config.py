@@ -219,6 +219,10 @@ class DeblurConfig:
     # result (the MAP kernel step on its strongest gradients, ``map.refit_salient``), then run the
     # non-blind step again with that kernel. One more non-blind solve.
     polish: bool = False
+    # With ``polish``: how many times the refit and the non-blind step run, each refit against
+    # the previous round's result (the first against the cheap first pass). Each round costs one
+    # refit and one non-blind solve; all but the last use the cheap first pass's settings.
+    polish_rounds: int = 1
     # With ``polish``: after the polish's last pass, refine the image and the kernel jointly at
     # full resolution for this many steps (engine.joint: projected Adam under a hyper-Laplacian
     # prior, no networks), then run the last non-blind pass again with the refined kernel.
@@ -263,6 +267,8 @@ class DeblurConfig:
         factor = self.final_strength_factor
         if factor is not None and not (math.isfinite(factor) and factor > 0):
             raise InvalidInputError(f"final_strength_factor must be positive, got {factor}")
+        if self.polish_rounds < 1:
+            raise InvalidInputError(f"polish_rounds must be >= 1, got {self.polish_rounds}")
         if self.joint_iterations < 0:
             raise InvalidInputError(f"joint_iterations must be >= 0, got {self.joint_iterations}")
         if self.joint_iterations and not (self.polish and self.final != "none"):
@@ -338,6 +344,7 @@ class DeblurConfig:
             "final",
             "safeguard",
             "polish",
+            "polish_rounds",
             "joint_iterations",
             "final_strength_factor",
             "candidate_choice",
@@ -404,6 +411,13 @@ def _demo() -> DeblurConfig:
     )
 
 
+#: Rounds of the kernel polish in ``quick`` and ``standard`` (the same, so that a MAP start the
+#: safeguard keeps returns what ``quick`` returns). On the design photographs the gain grew with
+#: every round up to five (benchmarks/polish_rounds_design.py); three keep ``quick`` under 10 s
+#: per Levin image.
+POLISH_ROUNDS = 3
+
+
 def _quick() -> DeblurConfig:
     # Seconds on a CPU: the MAP kernel estimate (three candidates: the image as is and flipped
     # up-down and left-right, the best-agreeing kernel kept), the sparse non-blind step with it,
@@ -416,11 +430,14 @@ def _quick() -> DeblurConfig:
     # refinement (joint_iterations) is off: it gained on exact kernel windows but lost 0.7 to
     # 1.0 dB on windows 2 px larger than the blur (round 10). The polish starts from the
     # candidate whose cheap first pass is sharpest, not from the medoid (round 12: +0.11 dB on
-    # 32 design problems, +0.73 dB on Levin, for about 1.6 s more per Levin image).
+    # 32 design problems, +0.73 dB on Levin, for about 1.6 s more per Levin image). The polish
+    # runs three rounds, each refitting against the previous round's result (round 14: +0.58 dB
+    # on 32 design problems, +0.89 dB on Levin, about 1.1 s per extra round).
     return DeblurConfig(
         engine="map",
         final="sparse",
         polish=True,
+        polish_rounds=POLISH_ROUNDS,
         map=MapConfig(candidates=3),
         candidate_choice="sparsity",
     )
@@ -435,7 +452,8 @@ def _standard() -> DeblurConfig:
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
     # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
     # safeguard keeps is polished from its sharpest candidate, as quick does (so it returns
-    # quick's result); SelfDeblur itself still starts from the medoid.
+    # quick's result); SelfDeblur itself still starts from the medoid. Three polish rounds, as in
+    # quick (round 14, design photographs: +0.15 dB for SelfDeblur's kernels).
     return _demo().replace(
         iterations=300,
         lr_milestones=(190, 250),
@@ -445,6 +463,7 @@ def _standard() -> DeblurConfig:
         final="sparse",
         safeguard=True,
         polish=True,
+        polish_rounds=POLISH_ROUNDS,
         map=MapConfig(candidates=3),
         candidate_choice="sparsity",
     )
