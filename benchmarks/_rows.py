@@ -29,3 +29,33 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return []
     with path.open() as f:
         return list(csv.DictReader(f))
+
+
+def as_numbers(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """``rows`` with every value that parses as a number turned into a float."""
+
+    def num(v: str) -> Any:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    return [{k: num(v) for k, v in r.items()} for r in rows]
+
+
+def write_rows(rows, path: Path, fields: list[str] | None = None) -> list[dict[str, Any]]:
+    """Write the dicts that the iterable ``rows`` yields to a new CSV at ``path`` as each
+    arrives (flushed, so an interrupted run keeps what it finished), print each, and return them
+    all. The header is ``fields`` or the first row's keys.
+    """
+    done, writer = [], None
+    with Path(path).open("w", newline="") as f:
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(f, fieldnames=list(fields or row))
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            print(row, flush=True)
+            done.append(row)
+    return done

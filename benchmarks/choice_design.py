@@ -23,13 +23,13 @@ The Levin set is never used here.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 
-from map_design import add_grid_arguments, design_problems, write_rows
+from _rows import as_numbers, read_rows, write_rows
+from map_design import add_grid_arguments, design_problems
 
 NAMES = ("selfdeblur", "as is", "up-down", "left-right")
 
@@ -137,9 +137,7 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="read --out and compare the rules")
     args = p.parse_args()
     if args.report_only:
-        with args.out.open() as f:
-            rows = [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(f)]
-        report(rows)
+        report(as_numbers(read_rows(args.out)))
         return
     cfg = config_from_spec(args.preset)
     if args.iterations:
@@ -155,13 +153,6 @@ def main() -> None:
     )
     if rows:
         report(rows)
-
-
-def _num(v: str):
-    try:
-        return float(v)
-    except ValueError:
-        return v
 
 
 if __name__ == "__main__":

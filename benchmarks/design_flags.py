@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from map_design import add_grid_arguments, design_problems, write_rows
+from _rows import write_rows
+from map_design import add_grid_arguments, design_problems
 
 
 def main() -> None:

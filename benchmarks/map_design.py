@@ -16,7 +16,6 @@ is never used here; ``levin.py --preset quick`` measures the chosen defaults on 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import time
 
@@ -80,24 +79,6 @@ def design_problems(images, sizes, noise):
                     print(f"skipped: {exc}", flush=True)
                     continue
                 yield name, ks, sigma, y, k, sharp
-
-
-def write_rows(rows, out, fields=None) -> list[dict]:
-    """Write the dicts of ``rows`` to the CSV file ``out`` as each arrives (flushed, so an
-    interrupted run keeps what it finished), print each, and return them all. The header is
-    ``fields`` or the first row's keys.
-    """
-    done, writer = [], None
-    with open(out, "w", newline="") as f:
-        for row in rows:
-            if writer is None:
-                writer = csv.DictWriter(f, fieldnames=list(fields or row))
-                writer.writeheader()
-            writer.writerow(row)
-            f.flush()
-            print(row, flush=True)
-            done.append(row)
-    return done
 
 
 def main() -> None:
