@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from _rows import as_numbers, read_rows, write_rows
-from choice_design import NAMES
+from choice_design import NAMES, resid
 from map_design import add_grid_arguments, design_problems
 
 
@@ -82,15 +82,16 @@ def one_problem(y, k, sharp, cfg, args, key) -> dict:
             row[f"psnr {name} {r}"] = round(levin_score(latent, sharp).psnr, 3)
             row[f"sparsity {name} {r}"] = round(normalised_sparsity(latent), 3)
             row[f"similarity {name} {r}"] = round(kernel_similarity(kr, k), 3)
+            row[f"residual {name} {r}"] = float(f"{resid(y, latent, kr):.6g}")
     return row
 
 
-def stop_round(row, name: str, rounds: int) -> int:
-    """The round a ground-truth-free rule stops at: the last before the normalised sparsity of
-    the result rises (the result gets less sharp).
+def stop_round(row, name: str, rounds: int, score: str = "sparsity") -> int:
+    """The round a ground-truth-free rule stops at: the last before ``score`` of the result
+    rises (``sparsity``: the result gets less sharp; ``residual``: it fits the input worse).
     """
     r = 1
-    while r < rounds and row[f"sparsity {name} {r + 1}"] <= row[f"sparsity {name} {r}"]:
+    while r < rounds and row[f"{score} {name} {r + 1}"] <= row[f"{score} {name} {r}"]:
         r += 1
     return r
 
@@ -104,10 +105,13 @@ def report(rows, rounds: int) -> None:
         sd = np.mean([row[f"psnr selfdeblur {r}"] for row in rows])
         mp = np.mean([row[f"psnr {p} {r}"] for row, p in zip(rows, picks, strict=True)])
         print(f"round {r}: SelfDeblur's kernel {sd:.3f} dB, the sharpest MAP candidate {mp:.3f} dB")
-    for label, names in (("SelfDeblur's kernel", ["selfdeblur"] * len(rows)), ("MAP", picks)):
-        stops = [stop_round(row, n, rounds) for row, n in zip(rows, names, strict=True)]
-        got = [row[f"psnr {n} {s}"] for row, n, s in zip(rows, names, stops, strict=True)]
-        print(f"stopped when the sparsity rises, {label}: {np.mean(got):.3f} dB (rounds {stops})")
+    scores = [s for s in ("sparsity", "residual") if f"{s} selfdeblur 1" in rows[0]]
+    for score in scores:
+        for label, names in (("SelfDeblur's kernel", ["selfdeblur"] * len(rows)), ("MAP", picks)):
+            stops = [stop_round(row, n, rounds, score) for row, n in zip(rows, names, strict=True)]
+            got = [row[f"psnr {n} {s}"] for row, n, s in zip(rows, names, stops, strict=True)]
+            mean = np.mean(got)
+            print(f"stopped when the {score} rises, {label}: {mean:.3f} dB (rounds {stops})")
 
 
 def _key(args, name: str, ks: int, sigma: float) -> str:
