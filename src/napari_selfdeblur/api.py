@@ -376,6 +376,7 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
     from .engine.map_kernel import refit_kernel
 
     cheaper = POLISH_FINAL_PASS.get(cfg.final, {})
+    cheap_first = polish_first_pass(cfg.final)
     changes, new, out = [], kernel, latent
     for r in range(cfg.polish_rounds):
         previous = new
@@ -384,7 +385,7 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
             new = previous
         changes.append(round(float(np.abs(new - previous).sum()), 4))
         if r < cfg.polish_rounds - 1:  # only feeds the next refit: the cheap pass
-            out = _nonblind(grey, new, cfg.final, out, device, **polish_first_pass(cfg.final))
+            out = _nonblind(grey, new, cfg.final, out, device, **cheap_first)
         else:
             out = _final_pass(grey, new, out, cfg, device, **cheaper)
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}

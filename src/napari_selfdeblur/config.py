@@ -414,7 +414,7 @@ def _demo() -> DeblurConfig:
 #: Rounds of the kernel polish in ``quick`` and ``standard`` (the same, so that a MAP start the
 #: safeguard keeps returns what ``quick`` returns). On the design photographs the gain grew with
 #: every round up to five (benchmarks/polish_rounds_design.py); three keep ``quick`` under 10 s
-#: per Levin image.
+#: per Levin image with a margin (8.0 s in the mean; 0.8 to 1.2 s per extra round).
 POLISH_ROUNDS = 3
 
 
@@ -432,7 +432,7 @@ def _quick() -> DeblurConfig:
     # candidate whose cheap first pass is sharpest, not from the medoid (round 12: +0.11 dB on
     # 32 design problems, +0.73 dB on Levin, for about 1.6 s more per Levin image). The polish
     # runs three rounds, each refitting against the previous round's result (round 14: +0.58 dB
-    # on 32 design problems, +0.89 dB on Levin, about 1.1 s per extra round).
+    # on 32 design problems, +0.89 dB on Levin, 0.8 to 1.2 s per extra round).
     return DeblurConfig(
         engine="map",
         final="sparse",
