@@ -4,8 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from napari_selfdeblur import DeviceError, InvalidInputError, OutOfMemoryError, deblur
-from napari_selfdeblur.config import get_preset
+from napari_selfdeblur import (
+    DeviceError,
+    InvalidInputError,
+    OutOfMemoryError,
+    deblur,
+    deblur_stack,
+)
+from napari_selfdeblur.config import (
+    DeblurConfig,
+    ImageNetConfig,
+    KernelNetConfig,
+    MapConfig,
+    get_preset,
+)
 from napari_selfdeblur.engine.device import resolve_device
 from napari_selfdeblur.imaging.noise import estimate_noise_sigma
 
@@ -116,6 +128,66 @@ def test_config_from_spec():
         config_from_spec("quick:map.candidates=2")
     with pytest.raises(InvalidInputError, match="blur must be"):
         config_from_spec("paper:blur=magic")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"polish_rounds": 2.5}, "polish_rounds must be a whole number, got 2.5"),
+        ({"iterations": 3.0}, "iterations must be a whole number, got 3.0"),
+        ({"polish": "no"}, "polish must be true or false, got 'no'"),
+        ({"final_strength_factor": "2"}, "final_strength_factor must be a number, got '2'"),
+        ({"lr_milestones": (1.5,)}, r"lr_milestones must be a tuple of whole numbers"),
+        ({"map": MapConfig(rounds=2.5)}, "MAP rounds must be a whole number, got 2.5"),
+        ({"kernel_net": KernelNetConfig(hidden_size=8.0)}, "kernel_net.hidden_size must be a"),
+        ({"image_net": ImageNetConfig(input_channels=True)}, "image_net.input_channels must be"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_named_in_one_line(img, changes, message):
+    cfg = get_preset("quick").replace(**changes)
+    with pytest.raises(InvalidInputError, match=message) as info:
+        deblur(img, 5, preset=cfg, device="cpu")
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidInputError, match=message):  # the same from a sidecar's config
+        DeblurConfig.from_dict(cfg.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"iterations": 2.5}, "iterations must be a whole number, got 2.5"),
+        ({"iterations": "3"}, "iterations must be a whole number, got '3'"),
+        ({"restarts": 1.5}, "restarts must be a whole number, got 1.5"),
+        ({"restarts": 0}, "restarts must be >= 1, got 0"),
+        ({"restarts": 2, "restart_iterations": 2.5}, "restart_iterations must be a whole number"),
+    ],
+)
+def test_counts_given_to_deblur_must_be_whole_numbers(img, tiny_config, kwargs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        deblur(img, 5, preset=tiny_config, device="cpu", **kwargs)
+    with pytest.raises(InvalidInputError, match=message):
+        deblur_stack([img, img], 5, preset=tiny_config, device="cpu", **kwargs)
+
+
+def test_batch_size_must_be_a_whole_number(img, tiny_config):
+    for bad, message in ((2.5, "a whole number, got 2.5"), (True, "a whole number, got True")):
+        with pytest.raises(InvalidInputError, match=f"batch_size must be {message}"):
+            deblur_stack([img, img], 5, preset=tiny_config, device="cpu", batch_size=bad)
+
+
+def test_numpy_numbers_in_a_config_become_python_numbers(img):
+    import json
+
+    cfg = get_preset("quick").replace(
+        polish_rounds=np.int64(2), final_strength_factor=np.float32(4.0)
+    )
+    assert type(cfg.polish_rounds) is int and type(cfg.final_strength_factor) is float
+    assert cfg == get_preset("quick").replace(polish_rounds=2, final_strength_factor=4.0)
+    assert DeblurConfig(lr_milestones=[np.int64(5), 6]).lr_milestones == (5, 6)  # hashable
+    result = deblur(img, 5, preset=cfg, device="cpu")
+    saved = json.loads(json.dumps(result.metadata()))
+    assert saved["config"]["polish_rounds"] == 2
+    assert len(saved["polish"]["round_changes_l1"]) == 2
 
 
 def _planted(path, obj):

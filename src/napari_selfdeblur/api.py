@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_PRESET, DeblurConfig
-from .engine.checks import check_kernel_size, check_seed, resolve_config
+from .engine.checks import check_count, check_kernel_size, check_seed, resolve_config
 from .engine.diagnostics import Diagnosis, diagnose
 from .engine.resources import check_memory
 from .engine.restarts import with_restarts
@@ -140,8 +140,9 @@ def deblur(
 
     arr = check_image(image)
     cfg = resolve_config(preset, iterations)
-    seed = check_seed(seed, restarts if isinstance(restarts, int) else 1)
-    if cfg.engine == "map" and int(restarts) > 1:
+    restarts = check_count(restarts, "restarts")
+    seed = check_seed(seed, restarts)
+    if cfg.engine == "map" and restarts > 1:
         raise InvalidInputError("restarts need SelfDeblur's random starts; this preset has none")
     dev = resolve_device(device)
     prep = _prepare(arr)
@@ -149,9 +150,6 @@ def deblur(
     kshape = check_kernel_size(arr.shape[:2], kernel_size, cfg)
     check_memory(arr.shape[:2], kshape, cfg, dev)
 
-    restarts = int(restarts)
-    if restarts < 1:
-        raise InvalidInputError(f"restarts must be >= 1, got {restarts}")
     if restarts > 1 and checkpoint is not None:
         raise InvalidInputError("restarts and checkpoint cannot be combined")
     start = time.perf_counter()
@@ -591,12 +589,12 @@ def deblur_stack(
 
     arrs = _check_planes(planes)
     cfg = resolve_config(preset, iterations)
-    seed = check_seed(seed, restarts if isinstance(restarts, int) else 1)
+    restarts = check_count(restarts, "restarts")
+    seed = check_seed(seed, restarts)
     dev = resolve_device(device)
     if batch_size is None:
         batch_size = 8 if dev.type == "cuda" else 1
-    if int(batch_size) < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count(batch_size, "batch_size")
     n = len(arrs)
     if batch_size == 1 or n == 1 or restarts != 1 or not can_batch(cfg):
         out = []

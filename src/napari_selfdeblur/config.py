@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,68 @@ INIT_KERNEL_LR = 1e-3
 
 #: What ``device=`` accepts besides ``cuda:N`` (see ``device.resolve_device``).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _number_kind(annotation: str) -> str | None:
+    """The kind of number a field annotated ``annotation`` holds: "int", "float" or "bool" for
+    that type (or that type | None), "ints" for ``tuple[int, ...]``, None for any other
+    annotation (Literals, nested configs).
+    """
+    bare = annotation.removesuffix(" | None")
+    if bare == "tuple[int, ...]":
+        return "ints"
+    return bare if bare in ("int", "float", "bool") else None
+
+
+def is_whole_number(value: Any) -> bool:
+    """True for Python and numpy integers, False for anything else (bools and 2.0 included)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "int":
+        return is_whole_number(value)
+    if kind == "float":
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, tuple) and all(is_whole_number(v) for v in value)
+
+
+_KIND_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "ints": "a tuple of whole numbers",
+}
+
+
+def _plain_numbers(cfg: Any) -> None:
+    """Turn numpy scalars in ``cfg``'s int and float fields into Python numbers, and lists of
+    whole numbers into tuples (in place, on a frozen dataclass being built), so that
+    configurations stay hashable and JSON-ready.
+    """
+    for f in dataclasses.fields(cfg):
+        kind, value = _number_kind(f.type), getattr(cfg, f.name)
+        if kind == "int" and is_whole_number(value) and type(value) is not int:
+            object.__setattr__(cfg, f.name, int(value))
+        elif kind == "float" and _fits("float", value) and type(value) not in (int, float):
+            object.__setattr__(cfg, f.name, float(value))
+        elif kind == "ints" and isinstance(value, list | tuple) and _fits("ints", tuple(value)):
+            object.__setattr__(cfg, f.name, tuple(int(v) for v in value))
+
+
+def check_types(cfg: Any, where: str = "") -> None:
+    """Raise :class:`InvalidInputError` naming the first simple field of the configuration
+    dataclass ``cfg`` whose value has the wrong type: a fraction for a whole number (2.5
+    iterations), a string for a number, anything but True/False for a switch. Whole numbers may
+    be numpy integers; ``None`` is accepted where the field allows it.
+    """
+    for f in dataclasses.fields(cfg):
+        kind, value = _number_kind(f.type), getattr(cfg, f.name)
+        if kind is None or (value is None and f.type.endswith("| None")) or _fits(kind, value):
+            continue
+        raise InvalidInputError(f"{where}{f.name} must be {_KIND_WORDS[kind]}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,13 +106,20 @@ class ImageNetConfig:
     nonlocal_inter_channels: int = 64
     negative_slope: float = 0.2
 
+    def __post_init__(self) -> None:
+        """Numpy scalars become Python numbers (:func:`_plain_numbers`)."""
+        _plain_numbers(self)
+
     @property
     def depth(self) -> int:
         """Number of U-Net levels."""
         return len(self.channels_down)
 
     def validate(self) -> None:
-        """Raise :class:`InvalidInputError` if the channel lists do not describe a U-Net."""
+        """Raise :class:`InvalidInputError` if a setting has the wrong type or the channel lists
+        do not describe a U-Net.
+        """
+        check_types(self, "image_net.")
         n = self.depth
         if n < 1 or len(self.channels_up) != n or len(self.channels_skip) != n:
             raise InvalidInputError(
@@ -67,6 +137,18 @@ class KernelNetConfig:
     input_size: int = 200
     hidden_size: int = 1000
     input_scale: float = 0.1  # input noise ~ U[0, input_scale), drawn once and never perturbed
+
+    def __post_init__(self) -> None:
+        """Numpy scalars become Python numbers (:func:`_plain_numbers`)."""
+        _plain_numbers(self)
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidInputError` naming the first invalid setting."""
+        check_types(self, "kernel_net.")
+        if self.input_size < 1 or self.hidden_size < 1:
+            raise InvalidInputError(
+                f"kernel_net sizes must be >= 1, got {self.input_size} and {self.hidden_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -120,8 +202,13 @@ class MapConfig:
     usefulness: float = 0.0
     usefulness_window: int = 5
 
+    def __post_init__(self) -> None:
+        """Numpy scalars become Python numbers (:func:`_plain_numbers`)."""
+        _plain_numbers(self)
+
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
+        check_types(self, "MAP ")
         if self.candidates not in (1, 3, 4):
             raise InvalidInputError(
                 f"MAP candidates must be 1, 3 or 4 (a best-agreeing one is chosen), "
@@ -241,8 +328,13 @@ class DeblurConfig:
     # Without a final non-blind step the medoid is kept.
     candidate_choice: Literal["medoid", "sparsity"] = "medoid"
 
+    def __post_init__(self) -> None:
+        """Numpy scalars become Python numbers (:func:`_plain_numbers`)."""
+        _plain_numbers(self)
+
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid setting."""
+        check_types(self)
         if self.iterations < 1:
             raise InvalidInputError(f"iterations must be >= 1, got {self.iterations}")
         if self.mode not in ("joint", "alternating"):
@@ -287,6 +379,7 @@ class DeblurConfig:
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise InvalidInputError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
         self.image_net.validate()
+        self.kernel_net.validate()
 
     def replace(self, **changes: Any) -> DeblurConfig:
         """Return a copy with top-level fields changed."""

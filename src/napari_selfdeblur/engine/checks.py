@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import DEFAULT_PRESET, DeblurConfig, get_preset
+from ..config import DEFAULT_PRESET, DeblurConfig, get_preset, is_whole_number
 from ..errors import InvalidInputError
 from .physics import latent_shape, parse_kernel_size
 
@@ -12,14 +12,23 @@ MAX_SEED = 2**63 - 1
 
 def check_seed(seed, restarts: int = 1) -> int:
     """``seed`` as an int after checking it (and ``seed + restarts - 1``) is a valid seed."""
-    import numbers
-
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_whole_number(seed):
         raise InvalidInputError(f"seed must be a whole number, got {seed!r}")
     seed = int(seed)
     if seed < 0 or seed + max(int(restarts), 1) - 1 > MAX_SEED:
         raise InvalidInputError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
     return seed
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int after checking it is a whole number >= ``minimum``; ``name`` is the
+    setting's name in the error.
+    """
+    if not is_whole_number(value):
+        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def resolve_config(
@@ -28,9 +37,7 @@ def resolve_config(
     """A preset name or a config, optionally re-run for ``iterations`` (schedule scaled)."""
     cfg = get_preset(preset) if isinstance(preset, str) else preset
     if iterations is not None:
-        if int(iterations) < 1:
-            raise InvalidInputError(f"iterations must be >= 1, got {iterations}")
-        cfg = cfg.with_iterations(int(iterations))
+        cfg = cfg.with_iterations(check_count(iterations, "iterations"))
     cfg.validate()
     return cfg
 

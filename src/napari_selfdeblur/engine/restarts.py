@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import DeblurConfig
+from ..config import DeblurConfig, is_whole_number
 from ..errors import InvalidInputError
 
 
 def restart_probe_length(cfg: DeblurConfig, restart_iterations: int | None) -> int:
     """Full-size iterations of each restart probe: ``restart_iterations``, or a tenth of the run."""
-    probe = (
-        int(restart_iterations) if restart_iterations is not None else max(1, cfg.iterations // 10)
-    )
+    if restart_iterations is None:
+        probe = max(1, cfg.iterations // 10)
+    elif is_whole_number(restart_iterations):
+        probe = int(restart_iterations)
+    else:
+        raise InvalidInputError(
+            f"restart_iterations must be a whole number, got {restart_iterations!r}"
+        )
     if not 1 <= probe < cfg.iterations:
         raise InvalidInputError(
             f"restart_iterations must be between 1 and {cfg.iterations - 1}, got {probe}"
