@@ -34,8 +34,22 @@ def main() -> None:
         default=None,
         help="SelfDeblur iterations, the schedule scaled but not the warm start",
     )
+    p.add_argument(
+        "--first-pass-factor",
+        type=float,
+        default=None,
+        help="strength factor of the sparse passes that feed the polish refit (default: the "
+        "package's, 5)",
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    if args.first_pass_factor is not None:  # round 15's experiment: a package setting, changed
+        from napari_selfdeblur import api
+
+        api.POLISH_FIRST_PASS["sparse"] = {
+            **api.POLISH_FIRST_PASS["sparse"],
+            "strength_factor": args.first_pass_factor,
+        }
     fields = [
         "image",
         "kernel",
