@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _rows import write_rows
-from map_design import add_grid_arguments, design_problems
+from map_design import add_grid_arguments, write_design_rows
 
 
 def aligned(a: np.ndarray, ref: np.ndarray, max_shift: float = 3.0, step: float = 0.25):
@@ -79,13 +78,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="of standard's networks")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    rows = write_rows(
-        (
-            {"image": name, "kernel": ks, "noise": sigma}
-            | one_problem(y, k, sharp, config_from_spec(args.preset), args.seed)
-            for name, ks, sigma, y, k, sharp in design_problems(args.images, args.sizes, args.noise)
-        ),
-        args.out,
+    cfg = config_from_spec(args.preset)
+    rows = write_design_rows(
+        args, lambda name, ks, sigma, y, k, sharp: one_problem(y, k, sharp, cfg, args.seed)
     )
     if rows:
         report(rows)

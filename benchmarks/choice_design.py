@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _rows import as_numbers, read_rows, write_rows
-from map_design import add_grid_arguments, design_problems
+from _rows import as_numbers, read_rows
+from map_design import add_grid_arguments, write_design_rows
 
 NAMES = ("selfdeblur", "as is", "up-down", "left-right")
 
@@ -143,13 +143,8 @@ def main() -> None:
     if args.iterations:
         cfg = cfg.with_iterations(args.iterations)
     device = torch.device("cpu")
-    rows = write_rows(
-        (
-            {"image": name, "kernel": ks, "noise": sigma}
-            | one_problem(y, k, sharp, cfg, args.seed, device)
-            for name, ks, sigma, y, k, sharp in design_problems(args.images, args.sizes, args.noise)
-        ),
-        args.out,
+    rows = write_design_rows(
+        args, lambda name, ks, sigma, y, k, sharp: one_problem(y, k, sharp, cfg, args.seed, device)
     )
     if rows:
         report(rows)

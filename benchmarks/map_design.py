@@ -81,6 +81,23 @@ def design_problems(images, sizes, noise):
                 yield name, ks, sigma, y, k, sharp
 
 
+def write_design_rows(args, measure) -> list[dict]:
+    """``{"image", "kernel", "noise"} | measure(name, size, noise, y, k, sharp)`` for every
+    problem of the grid options in ``args`` (:func:`add_grid_arguments`), written to
+    ``args.out`` as each finishes (``_rows.write_rows``); returns the rows.
+    """
+    from _rows import write_rows
+
+    problems = design_problems(args.images, args.sizes, args.noise)
+    return write_rows(
+        (
+            {"image": name, "kernel": ks, "noise": sigma} | measure(name, ks, sigma, y, k, sharp)
+            for name, ks, sigma, y, k, sharp in problems
+        ),
+        args.out,
+    )
+
+
 def main() -> None:
     import torch
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _rows import as_numbers, read_rows, write_rows
+from _rows import as_numbers, read_rows
 from choice_design import NAMES, resid
-from map_design import add_grid_arguments, design_problems
+from map_design import add_grid_arguments, write_design_rows
 
 
 def kernels_of(y, kshape, cfg, seed, cache: Path, key: str) -> list[np.ndarray]:
@@ -135,13 +135,11 @@ def main() -> None:
         return
     args.cache.mkdir(parents=True, exist_ok=True)
     cfg = config_from_spec(args.preset)
-    rows = write_rows(
-        (
-            {"image": name, "kernel": ks, "noise": sigma}
-            | one_problem(y, k, sharp, cfg, args, _key(args, name, ks, sigma))
-            for name, ks, sigma, y, k, sharp in design_problems(args.images, args.sizes, args.noise)
+    rows = write_design_rows(
+        args,
+        lambda name, ks, sigma, y, k, sharp: one_problem(
+            y, k, sharp, cfg, args, _key(args, name, ks, sigma)
         ),
-        args.out,
     )
     if rows:
         report(rows, args.rounds)

@@ -19,15 +19,20 @@ RESULTS = Path(__file__).parent / "results"
 
 #: (label, CSV, device, preset) of each measured point: the CSV's rows of that preset.
 MEASURED = [
-    ("quick (CPU)", "levin_quick_r14_rounds3.csv", "cpu", "quick:polish_rounds=3"),
-    ("quick, round 13: one polish round (CPU)", "levin_quick_r13.csv", "cpu", "quick"),
+    ("quick (CPU)", "levin_quick_r15_rounds4.csv", "cpu", "quick"),
+    (
+        "quick, round 14: three polish rounds (CPU)",
+        "levin_quick_r14_rounds3.csv",
+        "cpu",
+        "quick:polish_rounds=3",
+    ),
     ("quick, round 7: the medoid (CPU)", "levin_quick_v5.csv", "cpu", "quick"),
     ("quick, one MAP candidate (CPU)", "levin_quick_v4_one.csv", "cpu", "quick:map.candidates=1"),
     ("quick without polish (H100)", "levin_quick_gpu.csv", "gpu", "quick"),
     ("standard before round 5 (H100)", "levin_standard_gpu.csv", "gpu", "standard"),
-    ("standard (CPU, all 32)", "levin_standard_r14.csv", "cpu", "standard"),
-    ("standard, round 13: one polish round (CPU)", "levin_standard_r13.csv", "cpu", "standard"),
-    ("standard (CPU, levin-8 x seeds 1-4)", "levin_standard_seeds_r14.csv", "cpu", "standard"),
+    ("standard (CPU, all 32)", "levin_standard_r15.csv", "cpu", "standard"),
+    ("standard, round 14: three polish rounds (CPU)", "levin_standard_r14.csv", "cpu", "standard"),
+    ("standard (CPU, levin-8 x seeds 1-4)", "levin_standard_seeds_r15.csv", "cpu", "standard"),
     ("fast, retired (CPU, levin-8)", "levin_fast.csv", "cpu", "fast"),
     ("paper (CPU, im1_kernel1)", "levin_paper.csv", "cpu", "paper"),
 ]
