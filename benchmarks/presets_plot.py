@@ -32,7 +32,12 @@ MEASURED = [
     ("standard before round 5 (H100)", "levin_standard_gpu.csv", "gpu", "standard"),
     ("standard (CPU, all 32)", "levin_standard_r15.csv", "cpu", "standard"),
     ("standard, round 14: three polish rounds (CPU)", "levin_standard_r14.csv", "cpu", "standard"),
-    ("standard (CPU, levin-8 x seeds 1-4)", "levin_standard_seeds_r15.csv", "cpu", "standard"),
+    (
+        "standard (CPU, levin-8 x seeds 1-4; its seconds include a concurrent CI run)",
+        "levin_standard_seeds_r15.csv",
+        "cpu",
+        "standard",
+    ),
     ("fast, retired (CPU, levin-8)", "levin_fast.csv", "cpu", "fast"),
     ("paper (CPU, im1_kernel1)", "levin_paper.csv", "cpu", "paper"),
 ]
