@@ -1,7 +1,8 @@
 """What a preset change costs in seconds: configurations timed side by side in one process.
 
-A full ``levin.py`` run times every image once, and on this 2-core machine the same work has
-taken 5 s in one run and 14 s in another, so two runs cannot show a one-second difference. Here
+A full ``levin.py`` run times every image once, and on this 2-core machine one image took 5.1 s
+in one run and 13.8 s in the next, with only a one-second round added, so two runs cannot show
+a one-second difference. Here
 every configuration (``--preset``, fields may be changed: ``quick:polish_rounds=3``) runs on the
 same Levin images in turn, after one untimed warm-up run, ``--repeats`` times, interleaved so that
 a slow spell of the machine hits all of them alike. Prints the median seconds of each
@@ -22,7 +23,7 @@ import numpy as np
 def main() -> None:
     from napari_selfdeblur import deblur
     from napari_selfdeblur.config import config_from_spec
-    from napari_selfdeblur.evaluation.datasets import default_levin_root, levin_cases
+    from napari_selfdeblur.evaluation.datasets import SUBSETS, default_levin_root, levin_cases
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", nargs="+", required=True)
@@ -30,6 +31,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
+    unknown = sorted(set(args.images) - {f"im{i}_kernel{k}" for i, k in SUBSETS["all"]})
+    if unknown:
+        p.error(f"not Levin images: {', '.join(unknown)} (names like im1_kernel1)")
     cases = [c for c in levin_cases(default_levin_root(), "all") if c.name in args.images]
     configs = {spec: config_from_spec(spec) for spec in args.preset}
     first = cases[0]

@@ -507,8 +507,9 @@ def _demo() -> DeblurConfig:
 #: Rounds of the kernel polish in ``quick`` and ``standard`` (the same, so that a MAP start the
 #: safeguard keeps returns what ``quick`` returns). On the design photographs the gain grew with
 #: every round up to five (benchmarks/polish_rounds_design.py); a fourth round gained 0.10 dB
-#: over three for ``quick`` there (round 15: 32 problems, 18 better, 5 worse) and keeps it under
-#: 10 s per Levin image (0.8 to 1.2 s per extra round; docs/benchmarks.md).
+#: over three for ``quick`` there (round 15: 32 problems, 18 better, 5 worse), for 0.8 to 1.2 s
+#: per extra round. Timed side by side on 4 Levin images, ``quick`` took about 9 s with three or
+#: four rounds; its whole Levin run with four took 10.6 s per image (docs/benchmarks.md).
 POLISH_ROUNDS = 4
 
 
