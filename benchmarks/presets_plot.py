@@ -19,7 +19,13 @@ RESULTS = Path(__file__).parent / "results"
 
 #: (label, CSV, device, preset) of each measured point: the CSV's rows of that preset.
 MEASURED = [
-    ("quick (CPU)", "levin_quick_r15_rounds4.csv", "cpu", "quick"),
+    ("quick (CPU)", "levin_quick_r16_warm7.csv", "cpu", "quick"),
+    (
+        "quick, round 15: four fresh polish rounds (CPU)",
+        "levin_quick_r15_rounds4.csv",
+        "cpu",
+        "quick",
+    ),
     (
         "quick, round 14: three polish rounds (CPU)",
         "levin_quick_r14_rounds3.csv",
@@ -31,7 +37,6 @@ MEASURED = [
     ("quick without polish (H100)", "levin_quick_gpu.csv", "gpu", "quick"),
     ("standard before round 5 (H100)", "levin_standard_gpu.csv", "gpu", "standard"),
     ("standard (CPU, all 32)", "levin_standard_r15.csv", "cpu", "standard"),
-    ("standard, round 14: three polish rounds (CPU)", "levin_standard_r14.csv", "cpu", "standard"),
     (
         "standard (CPU, levin-8 x seeds 1-4; its seconds include a concurrent CI run)",
         "levin_standard_seeds_r15.csv",

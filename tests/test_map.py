@@ -587,6 +587,36 @@ def test_more_polish_rounds_refit_against_the_previous_round(hook_problem):
         deblur(blurry, 9, preset=cfg.replace(polish_rounds=0), device="cpu")
 
 
+def test_a_warm_polish_continues_each_cheap_pass_from_the_last(hook_problem, monkeypatch):
+    from napari_selfdeblur.nonblind import api as nonblind_api
+
+    blurry, _ = hook_problem
+    real, calls = nonblind_api.refine, []
+
+    def spy(image, kernel, method, **kw):
+        out = real(image, kernel, method, **kw)
+        calls.append((kw.get("start"), np.clip(out.image, 0, 1), kw.get("reweightings")))
+        return out
+
+    monkeypatch.setattr(nonblind_api, "refine", spy)
+    cfg = get_preset("quick").replace(polish_rounds=3, polish_warm=True)
+    warm = deblur(blurry, 9, preset=cfg, device="cpu")
+    firsts, (cheap0, cheap1, last) = calls[-6:-3], calls[-3:]  # three candidates, the polish
+    # The first cheap pass continues from the chosen candidate's first pass, the second from
+    # the first; both are one reweighting. The last pass starts afresh.
+    assert any(np.allclose(cheap0[0], out, atol=1e-6) for _, out, _ in firsts)
+    np.testing.assert_allclose(cheap1[0], cheap0[1], atol=1e-6)
+    assert cheap0[2] == cheap1[2] == 1 and last[0] is None
+    calls.clear()
+    again = deblur(blurry, 9, preset=cfg, device="cpu")
+    np.testing.assert_array_equal(warm.latent, again.latent)
+    cold = deblur(blurry, 9, preset=cfg.replace(polish_warm=False), device="cpu")
+    assert all(start is None for start, _, _ in calls[-4:]) and not np.array_equal(
+        cold.latent, warm.latent
+    )
+    assert warm.metadata()["config"]["polish_warm"] is True
+
+
 def test_the_joint_refinement_runs_after_the_polish_and_is_recorded(hook_problem):
     blurry, _ = hook_problem
     cfg = get_preset("quick")

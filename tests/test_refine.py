@@ -193,6 +193,32 @@ def test_cancel_keeps_finished_planes_and_leaves_the_rest(asymmetric_kernel):
     assert not np.array_equal(out.image[0], original[0])
 
 
+def test_sparse_continues_from_a_start(asymmetric_kernel):
+    sharp, blurry = make_problem(asymmetric_kernel)
+    args = {"reweightings": 1, "cg_iterations": 30}
+    steps, seen = [], []
+    cold = refine(blurry, asymmetric_kernel, "sparse", callback=seen.append, **args).image
+    warm = refine(
+        blurry, asymmetric_kernel, "sparse", start=sharp, callback=steps.append, **args
+    ).image
+    # The quadratic pass is skipped: the only pass reported is the reweighting (step 2 of 2).
+    assert [p.step for p in seen] == [1, 2] and [p.step for p in steps] == [2]
+    assert psnr(warm, sharp) > psnr(cold, sharp) + 1  # it starts from a better estimate
+    again = refine(blurry, asymmetric_kernel, "sparse", start=sharp, **args).image
+    np.testing.assert_array_equal(warm, again)
+    # With no reweighting there is only the quadratic pass, from the start: no skipped pass.
+    quad = refine(blurry, asymmetric_kernel, "sparse", start=sharp, reweightings=0).image
+    assert psnr(quad, sharp) > 20
+
+
+def test_a_start_is_checked(asymmetric_kernel):
+    _, blurry = make_problem(asymmetric_kernel)
+    with pytest.raises(InvalidInputError, match="'wiener' cannot start"):
+        refine(blurry, asymmetric_kernel, "wiener", start=blurry)
+    with pytest.raises(InvalidInputError, match=r"start has shape \(5, 48\)"):
+        refine(blurry, asymmetric_kernel, "sparse", start=blurry[:5])
+
+
 def test_strength_controls_smoothing(asymmetric_kernel):
     _, blurry = make_problem(asymmetric_kernel)
     weak = refine(blurry, asymmetric_kernel, strength=1e-5).image

@@ -273,7 +273,7 @@ def _final_step(prep, raw, cfg, map_start, extra, *, device):
             "map": theirs,
             "kept": "map" if keep_map else "selfdeblur",
         }
-        if keep_map:  # with cfg.polish, the MAP start is polished too: what quick returns
+        if keep_map:  # with cfg.polish, the MAP start is polished too, as quick polishes it
             raw.kernel, latent = (
                 _finish_map_kernel(prep, map_start, cfg, extra, device)
                 if cfg.polish
@@ -383,7 +383,8 @@ def _polish(grey, kernel, latent, cfg, extra, *, device):
             new = previous
         changes.append(round(float(np.abs(new - previous).sum()), 4))
         if r < cfg.polish_rounds - 1:  # only feeds the next refit: the cheap pass
-            out = _nonblind(grey, new, cfg.final, out, device, **cheap_first)
+            warm = {"start": out} if cfg.polish_warm else {}
+            out = _nonblind(grey, new, cfg.final, out, device, **cheap_first, **warm)
         else:
             out = _final_pass(grey, new, out, cfg, device, **cheaper)
     extra["polish"] = {"kernel_change_l1": round(float(np.abs(new - kernel).sum()), 4)}

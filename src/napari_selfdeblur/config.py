@@ -310,6 +310,10 @@ class DeblurConfig:
     # the previous round's result (the first against the cheap first pass). Each round costs one
     # refit and one non-blind solve; all but the last use the cheap first pass's settings.
     polish_rounds: int = 1
+    # With ``polish`` and more than one round: the passes before the last continue from the
+    # previous round's result (one reweighting from its weights, no quadratic pass) instead of
+    # starting afresh from the blurry input; half the work of such a pass.
+    polish_warm: bool = False
     # With ``polish``: after the polish's last pass, refine the image and the kernel jointly at
     # full resolution for this many steps (engine.joint: projected Adam under a hyper-Laplacian
     # prior, no networks), then run the last non-blind pass again with the refined kernel.
@@ -438,6 +442,7 @@ class DeblurConfig:
             "safeguard",
             "polish",
             "polish_rounds",
+            "polish_warm",
             "joint_iterations",
             "final_strength_factor",
             "candidate_choice",
@@ -504,13 +509,18 @@ def _demo() -> DeblurConfig:
     )
 
 
-#: Rounds of the kernel polish in ``quick`` and ``standard`` (the same, so that a MAP start the
-#: safeguard keeps returns what ``quick`` returns). On the design photographs the gain grew with
-#: every round up to five (benchmarks/polish_rounds_design.py); a fourth round gained 0.10 dB
-#: over three for ``quick`` there (round 15: 32 problems, 18 better, 5 worse), for 0.8 to 1.2 s
-#: per extra round. Timed side by side on 4 Levin images, ``quick`` took about 9 s with three or
-#: four rounds; its whole Levin run with four took 10.6 s per image (docs/benchmarks.md).
+#: Rounds of the kernel polish in ``standard``. On the design photographs SelfDeblur's kernels
+#: gained nothing after the second or third round (round 16: eight rounds on 16 problems, 31.29
+#: dB after two, 31.26 after four, 31.21 after eight; benchmarks/polish_rounds_design.py); a
+#: fourth round was neutral on Levin (round 15, +0.02 dB).
 POLISH_ROUNDS = 4
+#: Rounds of the kernel polish in ``quick``, whose passes before the last continue from the
+#: previous round (``polish_warm``), so that each costs half a cold one: seven warm rounds do
+#: about the non-blind work of four cold ones. The sharpest MAP candidate gained with every
+#: round up to eight (design photographs, cold passes: 30.45 dB after four, 30.60 after seven),
+#: and seven warm rounds gained 0.22 dB over four cold ones for ``quick`` (round 16: 32
+#: problems, 22 better, 6 worse; docs/benchmarks.md).
+QUICK_POLISH_ROUNDS = 7
 
 
 def _quick() -> DeblurConfig:
@@ -528,12 +538,15 @@ def _quick() -> DeblurConfig:
     # 32 design problems, +0.73 dB on Levin, for about 1.6 s more per Levin image). The polish
     # runs in rounds, each refitting against the previous round's result (round 14, three
     # rounds: +0.58 dB on 32 design problems, +0.89 dB on Levin; round 15, a fourth: +0.10 dB on
-    # the design problems; 0.8 to 1.2 s per extra round).
+    # the design problems; 0.8 to 1.2 s per extra round). Round 16: seven rounds whose cheap
+    # passes continue from the previous round's result (polish_warm), for about the work of
+    # four cold ones: +0.22 dB on the 32 design problems.
     return DeblurConfig(
         engine="map",
         final="sparse",
         polish=True,
-        polish_rounds=POLISH_ROUNDS,
+        polish_rounds=QUICK_POLISH_ROUNDS,
+        polish_warm=True,
         map=MapConfig(candidates=3),
         candidate_choice="sparsity",
     )
@@ -547,9 +560,10 @@ def _standard() -> DeblurConfig:
     # start it keeps is polished too). Sized to about two minutes for 255x255 on a 2-core CPU.
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
     # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
-    # safeguard keeps is polished from its sharpest candidate, as quick does (so it returns
-    # quick's result); SelfDeblur itself still starts from the medoid. The polish rounds of quick
-    # (round 14, design photographs, three rounds: +0.15 dB for SelfDeblur's kernels).
+    # safeguard keeps is polished from its sharpest candidate, as quick does, but with
+    # standard's four fresh rounds (quick's result up to quick's seven warm rounds); SelfDeblur
+    # itself still starts from the medoid. Polish rounds: round 14, design photographs, three
+    # rounds: +0.15 dB for SelfDeblur's kernels; round 16: no gain after the third.
     return _demo().replace(
         iterations=300,
         lr_milestones=(190, 250),

@@ -113,6 +113,8 @@ class Method:
     ``run(planes, psf, strengths, params, step, device)`` deconvolves an (N, H, W) float64 batch
     in [0, 1] with one strength per plane and returns the batch; ``step(done, total)`` reports
     progress and returns True to stop. ``batched`` methods take several planes at once.
+    ``warm_start`` methods also accept ``start=``, an (N, H, W) estimate in [0, 1] to continue
+    from (:func:`~napari_selfdeblur.nonblind.api.refine`'s ``start``).
     """
 
     name: str
@@ -122,6 +124,7 @@ class Method:
     strength_rule: Callable[[float], float] | None
     run: Callable[..., Any]
     batched: bool = True
+    warm_start: bool = False
 
     def param(self, name: str) -> Param:
         """The parameter called ``name`` (KeyError if the method has none)."""

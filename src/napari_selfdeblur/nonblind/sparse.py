@@ -35,6 +35,7 @@ def sparse_prior(
     epsilon: float = 0.01,
     irls_scale: float = 0.1,
     step: StepHook = no_hook,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Deconvolve (N, H, W) planes under a sparse (|.|^alpha) prior on derivatives, by IRLS.
 
@@ -43,7 +44,10 @@ def sparse_prior(
     image is solved for beyond its border. The first pass is quadratic (Gaussian prior); each of
     the ``reweightings`` passes replaces |z|^alpha by the quadratic with weights
     ``irls_scale`` * max(|z|, epsilon)^(alpha - 2) at the previous estimate (Levin et al.'s
-    constants: alpha 0.8, epsilon 0.01, scale 0.1), solved by conjugate gradients.
+    constants: alpha 0.8, epsilon 0.01, scale 0.1), solved by conjugate gradients. With
+    ``start`` (N, H, W), an earlier estimate, the first weights come from it and the quadratic
+    pass is skipped: ``reweightings`` passes in all, the first from ``start`` extended beyond the
+    border.
     """
     import torch
     import torch.nn.functional as F
@@ -67,10 +71,10 @@ def sparse_prior(
         return apply
 
     b = op.adjoint(planes)
-    x = op.extend(planes)
+    x = op.extend(planes if start is None else start)
     weights = [torch.full_like(z, c) for (_, c), z in zip(filters, responses(x), strict=True)]
     total = reweightings + 1
-    for i in range(total):
+    for i in range(1 if start is not None and reweightings else 0, total):
         if i > 0:
             weights = [
                 irls_scale * c * z.abs().clamp_min(epsilon).pow(alpha - 2)
@@ -82,7 +86,7 @@ def sparse_prior(
     return op.crop(x)
 
 
-def _run(planes, psf, strengths, params, step, device):
+def _run(planes, psf, strengths, params, step, device, start=None):
     return sparse_prior(
         planes,
         psf,
@@ -91,6 +95,7 @@ def _run(planes, psf, strengths, params, step, device):
         reweightings=params["reweightings"],
         cg_iterations=params["cg_iterations"],
         step=step,
+        start=start,
     )
 
 
@@ -107,4 +112,5 @@ METHOD = Method(
     ),
     strength_rule=lambda sigma: 29.9 * max(sigma, SIGMA_FLOOR) ** 1.98,
     run=_run,
+    warm_start=True,
 )
