@@ -211,6 +211,24 @@ def test_sparse_continues_from_a_start(asymmetric_kernel):
     assert psnr(quad, sharp) > 20
 
 
+def test_a_start_is_split_like_the_image(asymmetric_kernel):
+    pairs = [make_problem(asymmetric_kernel, (32, 32), seed=s) for s in range(2)]
+    stack = np.stack([blurry for _, blurry in pairs])
+    starts = np.stack([sharp for sharp, _ in pairs]).astype(np.float32) * 0.9
+    args = {"reweightings": 1, "cg_iterations": 20}
+    both = refine(stack, asymmetric_kernel, "sparse", start=starts, max_batch_bytes=1, **args)
+    for i in range(2):  # each plane continues from its own start, in its own units
+        one = refine(stack[i], asymmetric_kernel, "sparse", start=starts[i], **args)
+        np.testing.assert_allclose(both.image[i], one.image, atol=1e-6)
+    # RGB: every colour channel continues from the same channel of the start.
+    rgb = np.stack([stack[0], stack[1], stack[0]], axis=-1)
+    rgb_start = np.stack([starts[0], starts[1], starts[0]], axis=-1)
+    out = refine(rgb, asymmetric_kernel, "sparse", start=rgb_start, **args).image
+    alone = refine(rgb[..., 1], asymmetric_kernel, "sparse", start=rgb_start[..., 1], **args)
+    assert psnr(out[..., 1], pairs[1][0]) == pytest.approx(psnr(alone.image, pairs[1][0]), abs=0.3)
+    assert not np.allclose(out[..., 0], out[..., 1])
+
+
 def test_a_start_is_checked(asymmetric_kernel):
     _, blurry = make_problem(asymmetric_kernel)
     with pytest.raises(InvalidInputError, match="'wiener' cannot start"):
