@@ -235,6 +235,10 @@ def test_a_start_is_checked(asymmetric_kernel):
         refine(blurry, asymmetric_kernel, "wiener", start=blurry)
     with pytest.raises(InvalidInputError, match=r"start has shape \(5, 48\)"):
         refine(blurry, asymmetric_kernel, "sparse", start=blurry[:5])
+    bad = blurry.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(InvalidInputError, match="start must hold finite numbers"):
+        refine(blurry, asymmetric_kernel, "sparse", start=bad)
 
 
 def test_strength_controls_smoothing(asymmetric_kernel):

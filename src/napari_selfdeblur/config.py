@@ -515,10 +515,10 @@ def _demo() -> DeblurConfig:
 #: fourth round was neutral on Levin (round 15, +0.02 dB).
 POLISH_ROUNDS = 4
 #: Rounds of the kernel polish in ``quick``, whose passes before the last continue from the
-#: previous round (``polish_warm``), so that each costs half a cold one: seven warm rounds do
-#: about the non-blind work of four cold ones. The sharpest MAP candidate gained with every
-#: round up to eight (design photographs, cold passes: 30.45 dB after four, 30.60 after seven),
-#: and seven warm rounds gained 0.22 dB over four cold ones for ``quick`` (round 16: 32
+#: previous round (``polish_warm``), so that each costs half a fresh one: seven warm rounds do
+#: about the non-blind work of four fresh ones. The sharpest MAP candidate gained with every
+#: round up to eight (design photographs, fresh passes: 30.45 dB after four, 30.60 after seven),
+#: and seven warm rounds gained 0.22 dB over four fresh ones for ``quick`` (round 16: 32
 #: problems, 22 better, 6 worse; docs/benchmarks.md).
 QUICK_POLISH_ROUNDS = 7
 
@@ -540,7 +540,7 @@ def _quick() -> DeblurConfig:
     # rounds: +0.58 dB on 32 design problems, +0.89 dB on Levin; round 15, a fourth: +0.10 dB on
     # the design problems; 0.8 to 1.2 s per extra round). Round 16: seven rounds whose cheap
     # passes continue from the previous round's result (polish_warm), for about the work of
-    # four cold ones: +0.22 dB on the 32 design problems.
+    # four fresh ones: +0.22 dB on the 32 design problems.
     return DeblurConfig(
         engine="map",
         final="sparse",

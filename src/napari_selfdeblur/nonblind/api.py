@@ -179,7 +179,7 @@ def refine(
     job = _Job(spec, values, prepared, kernels, is_rgb, dev, callback, should_stop)
     if start is not None:
         job.starts = _start_planes(spec, start, arr.shape, prepared, rgb=is_rgb)
-    start = time.perf_counter()
+    began = time.perf_counter()
     try:
         job.run(job.batch_size(max_batch_bytes, (h + kh - 1) * (w + kw - 1)))
     except Exception as exc:
@@ -203,7 +203,7 @@ def refine(
         noise_sigmas=[0.0 if p is None else p.sigma for p in prepared],
         planes_done=job.finished,
         planes_total=n_planes,
-        runtime_s=time.perf_counter() - start,
+        runtime_s=time.perf_counter() - began,
         device=str(dev),
         cancelled=job.cancelled,
         extra=_refine_extra(kernel_estimated, strength_factor, uncertain),
@@ -217,6 +217,8 @@ def _start_planes(spec, start, shape, prepared, *, rgb: bool) -> list[np.ndarray
     start = np.asarray(start)
     if start.shape != shape:
         raise InvalidInputError(f"start has shape {start.shape}, the image {shape}")
+    if not np.issubdtype(start.dtype, np.number) or not np.isfinite(start).all():
+        raise InvalidInputError("start must hold finite numbers (it has NaN, inf or non-numbers)")
     planes, _, _ = split_planes(start, rgb)
     return [
         None if p is None else p.intensity.to_unit(s).astype(np.float64)
