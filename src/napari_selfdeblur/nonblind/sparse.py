@@ -72,14 +72,14 @@ def sparse_prior(
 
     b = op.adjoint(planes)
     x = op.extend(planes if start is None else start)
-    weights = [torch.full_like(z, c) for (_, c), z in zip(filters, responses(x), strict=True)]
     total = reweightings + 1
     for i in range(1 if start is not None and reweightings else 0, total):
-        if i > 0:
-            weights = [
-                irls_scale * c * z.abs().clamp_min(epsilon).pow(alpha - 2)
-                for (_, c), z in zip(filters, responses(x), strict=True)
-            ]
+        weights = [  # pass 0 is quadratic; the others reweight at the current estimate
+            irls_scale * c * z.abs().clamp_min(epsilon).pow(alpha - 2)
+            if i
+            else torch.full_like(z, c)
+            for (_, c), z in zip(filters, responses(x), strict=True)
+        ]
         x = batched_cg(make_apply(weights), b, x, cg_iterations)
         if step(i + 1, total):
             break
