@@ -308,3 +308,35 @@ def test_deep_prior_rejects_an_image_too_small_for_its_network():
     image = sharp_scene((12, 12))
     with pytest.raises(InvalidInputError, match="too small"):
         refine(image, np.full((3, 3), 1 / 9), "deep-prior", preset="paper")
+
+
+@pytest.mark.parametrize(
+    "filt",
+    [
+        [[1.0, -1.0]],
+        [[-1.0], [2.0], [-1.0]],
+        [[-1.0, 1.0], [1.0, -1.0]],
+        [[0.5, 0.0, -2.0], [1.5, 3.0, 0.0]],  # zeros skipped, any values
+    ],
+)
+def test_tap_correlation_matches_torch_convolutions(filt):
+    """The sparse prior's derivative products by shifted slices give conv2d's numbers, and their
+    adjoint conv_transpose2d's (the same numbers, to the bit, for the prior's +-1 and 2 taps).
+    """
+    import torch.nn.functional as F
+
+    from napari_selfdeblur.nonblind.sparse import correlate_adjoint, correlate_valid, filter_taps
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 17, 19, generator=gen)
+    w = torch.tensor(filt)[None, None]
+    taps = filter_taps(filt)
+    z = correlate_valid(x, taps)
+    expected = F.conv2d(x[:, None], w)[:, 0]
+    back = correlate_adjoint(z, taps)
+    expected_back = F.conv_transpose2d(expected[:, None], w)[:, 0]
+    assert z.shape == expected.shape and back.shape == x.shape
+    torch.testing.assert_close(z, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(back, expected_back, rtol=1e-5, atol=1e-5)
+    if all(v in (-1.0, 1.0, 2.0, 0.0) for row in filt for v in row):
+        assert torch.equal(z, expected) and torch.equal(back, expected_back)
