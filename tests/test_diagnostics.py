@@ -95,3 +95,18 @@ def test_a_map_result_reports_its_candidates_agreement(scene):
     meta = r.metadata()
     assert meta["diagnosis"]["kernel_agreement"] == max(meta["map_candidates"]["agreement"])
     assert ("kernel_uncertain" in r.diagnosis.flags) == (r.diagnosis.kernel_agreement < 0.5)
+
+
+def test_a_kernel_touches_its_border_when_its_edge_nears_its_peak():
+    from napari_selfdeblur.engine.diagnostics import BORDER_FRACTION, touches_border
+
+    k = np.zeros((7, 7))
+    k[3, 1:6] = 1.0  # a horizontal line one pixel inside the window
+    assert not touches_border(k) and not touches_border(np.zeros((5, 5)))
+    k[3, 0] = BORDER_FRACTION * 1.01  # an edge value just over the fraction of the peak
+    assert touches_border(k)
+    k[3, 0] = BORDER_FRACTION * 0.99
+    assert not touches_border(k)
+    blurry = convolve_same(sharp_scene((32, 32), seed=1), k / k.sum())
+    k[0, 3] = 0.5
+    assert "kernel_at_border" in diagnose(blurry, blurry, k / k.sum()).flags

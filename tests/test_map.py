@@ -204,6 +204,72 @@ def test_a_kept_map_start_is_polished_as_quick_polishes_it(scene, tiny_config, m
     assert guarded.metadata()["polish"] == quick.metadata()["polish"]
 
 
+@pytest.mark.parametrize(
+    "quick_wins",
+    [(True, True, True), (True, False, True), (False, True, True), (True, True, False)],
+)
+def test_the_safeguard_against_quick_keeps_it_only_when_better_on_both_scores(
+    scene, tiny_config, monkeypatch, quick_wins
+):
+    """safeguard_against="quick" weighs SelfDeblur's result against quick's own result on the
+    same image, and returns quick's (kernel, latent and polish notes) only when it both fits the
+    input better and is sharper, and its kernel stays inside its window.
+    """
+    from napari_selfdeblur import api
+    from napari_selfdeblur.engine import diagnostics
+
+    cfg = tiny_config.replace(
+        init="map",
+        init_iterations=5,
+        final="sparse",
+        safeguard=True,
+        safeguard_against="quick",
+        polish=True,
+        map=MapConfig(candidates=3),
+        candidate_choice="sparsity",
+    )
+    plain = deblur(scene, 5, preset=cfg.replace(safeguard=False), seed=3, device="cpu")
+    fits, sharper, inside = quick_wins
+    scores = iter(  # SelfDeblur's, then quick's
+        [
+            {"residual": 2.0, "sparsity": 9.0},
+            {"residual": 1.0 if fits else 3.0, "sparsity": 8.0 if sharper else 10.0},
+        ]
+    )
+    monkeypatch.setattr(api, "_quality", lambda *args: next(scores))
+    monkeypatch.setattr(diagnostics, "touches_border", lambda k: not inside)
+    guarded = deblur(scene, 5, preset=cfg, seed=3, device="cpu")
+    quick = deblur(scene, 5, preset="quick", device="cpu")
+    meta = guarded.metadata()
+    assert set(meta["safeguard"]) == {"selfdeblur", "quick", "kept"}
+    assert meta["safeguard"]["quick"]["at_border"] is (not inside)
+    if all(quick_wins):
+        assert meta["safeguard"]["kept"] == "quick"
+        np.testing.assert_array_equal(guarded.kernel, quick.kernel)
+        np.testing.assert_array_equal(guarded.latent, quick.latent)
+        assert meta["polish"] == quick.metadata()["polish"]
+        assert len(meta["polish"]["round_changes_l1"]) == get_preset("quick").polish_rounds
+    else:
+        assert meta["safeguard"]["kept"] == "selfdeblur"
+        np.testing.assert_array_equal(guarded.kernel, plain.kernel)
+        np.testing.assert_array_equal(guarded.latent, plain.latent)
+        assert meta["polish"] == plain.metadata()["polish"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"safeguard_against": "best"}, "safeguard_against must be"),
+        ({"safeguard_against": "quick", "polish": False}, "needs polish=True"),
+        ({"safeguard_against": "quick", "final": "none"}, "needs polish=True"),
+    ],
+)
+def test_the_safeguard_setting_is_checked(changes, match):
+    cfg = get_preset("standard").replace(**changes)
+    with pytest.raises(InvalidInputError, match=match):
+        cfg.validate()
+
+
 @pytest.mark.parametrize("preset", ["quick", "standard"])
 def test_progress_and_cancel_for_the_new_presets(scene, preset):
     cfg = get_preset(preset)

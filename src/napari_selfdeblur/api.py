@@ -246,41 +246,66 @@ def _run_engine(
 
 
 def _final_step(prep, raw, cfg, map_start, extra, *, device):
-    """The preset's non-blind step on the whole image, and the safeguard against its MAP start.
-
-    With ``cfg.safeguard`` the result keeps SelfDeblur's estimate unless it fits the input worse
-    (residual more than 10 % higher) and is not sharper (normalised sparsity of the gradients,
-    Krishnan et al. 2011: lower is sharper) than the MAP start after the last non-blind pass
-    alone (not polished: the start as SelfDeblur received it); both are recorded. A MAP start
-    that is kept gets the same final step as SelfDeblur's result (with ``cfg.polish``, the
-    polish).
+    """The preset's non-blind step on the whole image, and the safeguard against its MAP start
+    (:func:`_safeguard`).
     """
     if raw.cancelled:
         return raw
     if raw is map_start:
-        raw.kernel, latent = _finish_map_kernel(prep, map_start, cfg, extra, device)
-    else:
-        raw.kernel, latent = _finish_kernel(prep.grey, raw.kernel, raw.latent, cfg, extra, device)
-    if cfg.safeguard and map_start is not None and map_start is not raw:
-        map_latent = _final_pass(prep.grey, map_start.kernel, map_start.latent, cfg, device)
-        ours = _quality(prep.grey, latent, raw.kernel)
-        theirs = _quality(prep.grey, map_latent, map_start.kernel)
-        keep_map = ours["residual"] > 1.1 * theirs["residual"] and (
-            ours["sparsity"] >= theirs["sparsity"]
+        raw.kernel, raw.latent = _finish_map_kernel(
+            prep.grey, prep.sigma, map_start, cfg, extra, device
         )
-        extra["safeguard"] = {
-            "selfdeblur": ours,
-            "map": theirs,
-            "kept": "map" if keep_map else "selfdeblur",
-        }
-        if keep_map:  # with cfg.polish, the MAP start is polished too, as quick polishes it
-            raw.kernel, latent = (
-                _finish_map_kernel(prep, map_start, cfg, extra, device)
-                if cfg.polish
-                else (map_start.kernel, map_latent)
-            )
-    raw.latent = latent
+        return raw
+    raw.kernel, raw.latent = _finish_kernel(prep.grey, raw.kernel, raw.latent, cfg, extra, device)
+    if cfg.safeguard and map_start is not None:
+        raw.kernel, raw.latent = _safeguard(prep, raw, cfg, map_start, extra, device=device)
     return raw
+
+
+def _safeguard(prep, raw, cfg, map_start, extra, *, device):
+    """(kernel, latent): SelfDeblur's finished ``raw`` or, where it loses without the truth,
+    the MAP start finished; both scores (:func:`_quality`) and the choice are recorded.
+
+    ``cfg.safeguard_against`` "map": the MAP start after the last non-blind pass alone (the start
+    as SelfDeblur received it), kept when SelfDeblur's residual is more than 10 % higher and its
+    latent not sharper (normalised sparsity, Krishnan et al. 2011: lower is sharper); a start it
+    keeps is then finished as the preset finishes MAP estimates (with ``cfg.polish``, polished).
+    "quick": the MAP start finished as ``quick`` finishes it, kept only when it both fits the
+    input better and is sharper, and its kernel does not reach the edge of its window.
+    """
+    from .config import QUICK_POLISH_ROUNDS
+    from .engine.diagnostics import touches_border
+
+    grey, sigma = prep.grey, prep.sigma
+    ours = _quality(grey, raw.latent, raw.kernel)
+    if cfg.safeguard_against == "quick":
+        notes = {"map_candidates": dict(extra.get("map_candidates", {}))}
+        quick_cfg = cfg.replace(polish_rounds=QUICK_POLISH_ROUNDS, polish_warm=True)
+        kernel, latent = _finish_map_kernel(grey, sigma, map_start, quick_cfg, notes, device)
+        theirs = _quality(grey, latent, kernel)
+        theirs["at_border"] = touches_border(kernel)
+        keep = (
+            theirs["residual"] < ours["residual"]
+            and theirs["sparsity"] < ours["sparsity"]
+            and not theirs["at_border"]
+        )
+        name = "quick"
+    else:
+        latent = _final_pass(grey, map_start.kernel, map_start.latent, cfg, device)
+        kernel, notes = map_start.kernel, extra
+        theirs = _quality(grey, latent, kernel)
+        keep = (
+            ours["residual"] > 1.1 * theirs["residual"] and ours["sparsity"] >= theirs["sparsity"]
+        )
+        name = "map"
+        if keep and cfg.polish:  # polished too, as quick polishes it
+            kernel, latent = _finish_map_kernel(grey, sigma, map_start, cfg, extra, device)
+    extra["safeguard"] = {"selfdeblur": ours, name: theirs, "kept": name if keep else "selfdeblur"}
+    if not keep:
+        return raw.kernel, raw.latent
+    kept_notes = ("polish", "map_candidates", "uncertain_kernel_boost")
+    extra.update({k: v for k, v in notes.items() if k in kept_notes})
+    return kernel, latent
 
 
 def _finish_kernel(grey, kernel, latent, cfg, extra, device):
@@ -294,25 +319,25 @@ def _finish_kernel(grey, kernel, latent, cfg, extra, device):
     return kernel, _final_pass(grey, kernel, latent, cfg, device)
 
 
-def _finish_map_kernel(prep, start, cfg, extra, device):
+def _finish_map_kernel(grey, sigma, start, cfg, extra, device):
     """:func:`_finish_kernel` for the MAP estimate ``start``, whose last pass is
     :func:`uncertain_kernel_boost` times stronger (the boost is recorded when it is not 1); with
     ``cfg.candidate_choice`` "sparsity", from the sharpest candidate (:func:`_sharpest_candidate`).
     """
     from .nonblind.base import estimated_kernel_factor
 
-    boost = uncertain_kernel_boost(_agreement(extra), prep.sigma)
+    boost = uncertain_kernel_boost(_agreement(extra), sigma)
     if boost != 1.0:
         extra["uncertain_kernel_boost"] = boost
-        factor = cfg.final_strength_factor or estimated_kernel_factor(prep.sigma)
+        factor = cfg.final_strength_factor or estimated_kernel_factor(sigma)
         cfg = cfg.replace(final_strength_factor=boost * factor)
     choose = cfg.candidate_choice == "sparsity" and cfg.final != "none"
     if not (choose and len(start.alternatives) > 1):
-        return _finish_kernel(prep.grey, start.kernel, start.latent, cfg, extra, device)
-    kernel, first = _sharpest_candidate(prep.grey, start.alternatives, cfg, extra, device)
+        return _finish_kernel(grey, start.kernel, start.latent, cfg, extra, device)
+    kernel, first = _sharpest_candidate(grey, start.alternatives, cfg, extra, device)
     if not cfg.polish:
         return kernel, first
-    return _polish(prep.grey, kernel, first, cfg, extra, device=device)
+    return _polish(grey, kernel, first, cfg, extra, device=device)
 
 
 def _sharpest_candidate(grey, kernels, cfg, extra, device):

@@ -98,6 +98,17 @@ class Diagnosis:
         }
 
 
+def touches_border(kernel: np.ndarray) -> bool:
+    """Whether the kernel reaches the edge of its window: some value on its outermost rows
+    or columns is at least :data:`BORDER_FRACTION` of its peak (the blur may be larger than the
+    window, or the estimate failed). False for an all-zero kernel.
+    """
+    k = np.clip(np.asarray(kernel, dtype=np.float64), 0, None)
+    peak = float(k.max()) if k.size else 0.0
+    ring = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]]) if min(k.shape) > 2 else k
+    return peak > 0 and float(ring.max()) >= BORDER_FRACTION * peak
+
+
 def diagnose(
     image: np.ndarray,
     latent: np.ndarray,
@@ -149,8 +160,7 @@ def diagnose(
             f"the latent differs from the input by only {change:.1%} of the image's contrast: "
             "nothing was deblurred"
         )
-    ring = np.concatenate([k[0], k[-1], k[1:-1, 0], k[1:-1, -1]]) if min(k.shape) > 2 else k
-    if k.size and ring.max() >= BORDER_FRACTION * peak and peak > 0:
+    if touches_border(k):
         d.flags.append("kernel_at_border")
         d.messages.append(
             f"the kernel reaches the edge of its {k.shape[0]}x{k.shape[1]} window: the blur may "
