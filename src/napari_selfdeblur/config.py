@@ -570,17 +570,16 @@ def _standard() -> DeblurConfig:
     # SelfDeblur started from the MAP estimate (the medoid of three candidates, as in quick): the
     # demo's U-Net fitted to the MAP latent and Gk to the MAP kernel (60 steps), then 300 joint
     # iterations (1 - SSIM from 150), the kernel polished at full resolution with the sparse
-    # non-blind step, and the safeguard against quick's result on the same image (see below).
-    # Sized to about two minutes for 255x255 on a 2-core CPU.
+    # non-blind step, and the safeguard against the MAP start after the sparse step alone (a
+    # start it keeps is polished too). Sized to about two minutes for 255x255 on a 2-core CPU.
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
     # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
     # safeguard keeps is polished from its sharpest candidate, as quick does, but with
     # standard's four fresh rounds (quick's result up to quick's seven warm rounds); SelfDeblur
     # itself still starts from the medoid. Polish rounds: round 14, design photographs, three
     # rounds: +0.15 dB for SelfDeblur's kernels; round 16: no gain after the third. Round 17:
-    # the safeguard weighs SelfDeblur's result against quick's own result instead (kept when it
-    # fits better, is sharper and its kernel stays inside its window): +0.12 and +0.08 dB on
-    # two sets of 16 design problems, 7 of 32 results switched.
+    # safeguard_against="quick" gained 0.12 and 0.08 dB on two sets of 16 design problems but
+    # lost 0.13 dB on Levin (4 of its 6 switches wrong), so the safeguard stays "map".
     return _demo().replace(
         iterations=300,
         lr_milestones=(190, 250),
@@ -589,7 +588,6 @@ def _standard() -> DeblurConfig:
         init_iterations=60,
         final="sparse",
         safeguard=True,
-        safeguard_against="quick",
         polish=True,
         polish_rounds=POLISH_ROUNDS,
         map=MapConfig(candidates=3),
