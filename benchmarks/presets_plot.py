@@ -21,12 +21,6 @@ RESULTS = Path(__file__).parent / "results"
 MEASURED = [
     ("quick (CPU)", "levin_quick_r17_taps.csv", "cpu", "quick"),
     (
-        "quick, round 16: the same PSNR, a slower sparse step (CPU)",
-        "levin_quick_r16_warm7.csv",
-        "cpu",
-        "quick",
-    ),
-    (
         "quick, round 15: four fresh polish rounds (CPU)",
         "levin_quick_r15_rounds4.csv",
         "cpu",
