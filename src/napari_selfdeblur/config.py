@@ -306,7 +306,8 @@ class DeblurConfig:
     # non-blind pass alone, kept when SelfDeblur's residual is more than 10 % higher and its
     # latent not sharper. "quick": the MAP start finished as ``quick`` finishes it (the sharpest
     # candidate, QUICK_POLISH_ROUNDS warm polish rounds; needs ``polish`` and a ``final`` step),
-    # kept only when it both fits the input better and is sharper.
+    # kept only when it both fits the input better and is sharper and its kernel does not reach
+    # the edge of its window (rejected for standard in round 17; kept to rerun those rows).
     safeguard_against: Literal["map", "quick"] = "map"
     # With a ``final`` step: re-estimate the kernel once at full resolution against the non-blind
     # result (the MAP kernel step on its strongest gradients, ``map.refit_salient``), then run the
