@@ -216,7 +216,6 @@ def test_the_safeguard_against_quick_keeps_it_only_when_better_on_both_scores(
     input better and is sharper, and its kernel stays inside its window.
     """
     from napari_selfdeblur import api
-    from napari_selfdeblur.engine import diagnostics
 
     cfg = tiny_config.replace(
         init="map",
@@ -237,7 +236,7 @@ def test_the_safeguard_against_quick_keeps_it_only_when_better_on_both_scores(
         ]
     )
     monkeypatch.setattr(api, "_quality", lambda *args: next(scores))
-    monkeypatch.setattr(diagnostics, "touches_border", lambda k: not inside)
+    monkeypatch.setattr(api, "touches_border", lambda k: not inside)
     guarded = deblur(scene, 5, preset=cfg, seed=3, device="cpu")
     quick = deblur(scene, 5, preset="quick", device="cpu")
     meta = guarded.metadata()

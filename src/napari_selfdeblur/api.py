@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_PRESET, DeblurConfig
+from .config import DEFAULT_PRESET, DeblurConfig, get_preset
 from .engine.checks import check_count, check_kernel_size, check_seed, resolve_config
-from .engine.diagnostics import Diagnosis, diagnose
+from .engine.diagnostics import Diagnosis, diagnose, touches_border
 from .engine.resources import check_memory
 from .engine.restarts import with_restarts
 from .engine.solver import Progress
@@ -273,14 +273,12 @@ def _safeguard(prep, raw, cfg, map_start, extra, *, device):
     "quick": the MAP start finished as ``quick`` finishes it, kept only when it both fits the
     input better and is sharper, and its kernel does not reach the edge of its window.
     """
-    from .config import QUICK_POLISH_ROUNDS
-    from .engine.diagnostics import touches_border
-
     grey, sigma = prep.grey, prep.sigma
     ours = _quality(grey, raw.latent, raw.kernel)
     if cfg.safeguard_against == "quick":
         notes = {"map_candidates": dict(extra.get("map_candidates", {}))}
-        quick_cfg = cfg.replace(polish_rounds=QUICK_POLISH_ROUNDS, polish_warm=True)
+        quick = get_preset("quick")
+        quick_cfg = cfg.replace(polish_rounds=quick.polish_rounds, polish_warm=quick.polish_warm)
         kernel, latent = _finish_map_kernel(grey, sigma, map_start, quick_cfg, notes, device)
         theirs = _quality(grey, latent, kernel)
         theirs["at_border"] = touches_border(kernel)
