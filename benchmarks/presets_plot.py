@@ -19,7 +19,8 @@ RESULTS = Path(__file__).parent / "results"
 
 #: (label, CSV, device, preset) of each measured point: the CSV's rows of that preset.
 MEASURED = [
-    ("quick (CPU)", "levin_quick_r17_taps.csv", "cpu", "quick"),
+    ("quick (CPU)", "levin_quick_r18_warm12.csv", "cpu", "quick:polish_rounds=12"),
+    ("quick, round 17: seven warm polish rounds (CPU)", "levin_quick_r17_taps.csv", "cpu", "quick"),
     (
         "quick, round 15: four fresh polish rounds (CPU)",
         "levin_quick_r15_rounds4.csv",

@@ -530,12 +530,12 @@ def _demo() -> DeblurConfig:
 #: fourth round was neutral on Levin (round 15, +0.02 dB).
 POLISH_ROUNDS = 4
 #: Rounds of the kernel polish in ``quick``, whose passes before the last continue from the
-#: previous round (``polish_warm``), so that each costs half a fresh one: seven warm rounds do
-#: about the non-blind work of four fresh ones. The sharpest MAP candidate gained with every
-#: round up to eight (design photographs, fresh passes: 30.45 dB after four, 30.60 after seven),
-#: and seven warm rounds gained 0.22 dB over four fresh ones for ``quick`` (round 16: 32
-#: problems, 22 better, 6 worse; docs/benchmarks.md).
-QUICK_POLISH_ROUNDS = 7
+#: previous round (``polish_warm``), so that each costs half a fresh one. The sharpest MAP
+#: candidate gained with every round up to eight (design photographs, fresh passes: 30.45 dB
+#: after four, 30.60 after seven). Seven warm rounds gained 0.22 dB over four fresh ones (round
+#: 16: 32 problems, 22 better, 6 worse); twelve gained 0.18 dB over seven (round 18: 20 better,
+#: 2 worse) and sixteen 0.02 dB more for 1.4 s, so twelve (docs/benchmarks.md).
+QUICK_POLISH_ROUNDS = 12
 
 
 def _quick() -> DeblurConfig:
@@ -555,7 +555,8 @@ def _quick() -> DeblurConfig:
     # rounds: +0.58 dB on 32 design problems, +0.89 dB on Levin; round 15, a fourth: +0.10 dB on
     # the design problems; 0.8 to 1.2 s per extra round). Round 16: seven rounds whose cheap
     # passes continue from the previous round's result (polish_warm), for about the work of
-    # four fresh ones: +0.22 dB on the 32 design problems.
+    # four fresh ones: +0.22 dB on the 32 design problems. Round 18: twelve warm rounds, +0.18 dB
+    # on the design problems, +0.36 dB on Levin, for about 2 s more per Levin image.
     return DeblurConfig(
         engine="map",
         final="sparse",
@@ -576,7 +577,7 @@ def _standard() -> DeblurConfig:
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
     # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
     # safeguard keeps is polished from its sharpest candidate, as quick does, but with
-    # standard's four fresh rounds (quick's result up to quick's seven warm rounds); SelfDeblur
+    # standard's four fresh rounds (quick's result up to quick's twelve warm rounds); SelfDeblur
     # itself still starts from the medoid. Polish rounds: round 14, design photographs, three
     # rounds: +0.15 dB for SelfDeblur's kernels; round 16: no gain after the third. Round 17:
     # safeguard_against="quick" gained 0.12 and 0.08 dB on two sets of 16 design problems but
