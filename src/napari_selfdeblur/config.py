@@ -305,7 +305,7 @@ class DeblurConfig:
     # What the safeguard weighs SelfDeblur's result against. "map": the MAP start after the last
     # non-blind pass alone, kept when SelfDeblur's residual is more than 10 % higher and its
     # latent not sharper. "quick": the MAP start finished as ``quick`` finishes it (the sharpest
-    # candidate, QUICK_POLISH_ROUNDS warm polish rounds; needs ``polish`` and a ``final`` step),
+    # candidate, POLISH_ROUNDS warm polish rounds; needs ``polish`` and a ``final`` step),
     # kept only when it both fits the input better and is sharper and its kernel does not reach
     # the edge of its window (rejected for standard in round 17; kept to rerun those rows).
     safeguard_against: Literal["map", "quick"] = "map"
@@ -524,18 +524,17 @@ def _demo() -> DeblurConfig:
     )
 
 
-#: Rounds of the kernel polish in ``standard``. On the design photographs SelfDeblur's kernels
-#: gained nothing after the second or third round (round 16: eight rounds on 16 problems, 31.29
-#: dB after two, 31.26 after four, 31.21 after eight; benchmarks/polish_rounds_design.py); a
-#: fourth round was neutral on Levin (round 15, +0.02 dB).
-POLISH_ROUNDS = 4
-#: Rounds of the kernel polish in ``quick``, whose passes before the last continue from the
-#: previous round (``polish_warm``), so that each costs half a fresh one. The sharpest MAP
-#: candidate gained with every round up to eight (design photographs, fresh passes: 30.45 dB
-#: after four, 30.60 after seven). Seven warm rounds gained 0.22 dB over four fresh ones (round
-#: 16: 32 problems, 22 better, 6 worse); twelve gained 0.18 dB over seven (round 18: 20 better,
-#: 2 worse) and sixteen 0.02 dB more for 1.4 s, so twelve (docs/benchmarks.md).
-QUICK_POLISH_ROUNDS = 12
+#: Rounds of the kernel polish in ``quick`` and ``standard``, whose passes before the last
+#: continue from the previous round (``polish_warm``), so that each costs half a fresh one. The
+#: sharpest MAP candidate gained with every round up to eight (design photographs, fresh passes:
+#: 30.45 dB after four, 30.60 after seven). For ``quick``, seven warm rounds gained 0.22 dB over
+#: four fresh ones (round 16: 32 problems, 22 better, 6 worse); twelve gained 0.18 dB over seven
+#: (round 18: 20 better, 2 worse) and sixteen 0.02 dB more for 1.4 s. For ``standard``, whose
+#: SelfDeblur kernels gained nothing after two or three fresh rounds (round 16), twelve warm
+#: rounds instead of four fresh ones gained 0.12 dB on 16 design problems and 0.06 dB on Levin,
+#: and took 7 s less per Levin image (round 18; docs/benchmarks.md). Both presets use the same
+#: rounds, so that a MAP start that ``standard``'s safeguard keeps returns ``quick``'s result.
+POLISH_ROUNDS = 12
 
 
 def _quick() -> DeblurConfig:
@@ -561,7 +560,7 @@ def _quick() -> DeblurConfig:
         engine="map",
         final="sparse",
         polish=True,
-        polish_rounds=QUICK_POLISH_ROUNDS,
+        polish_rounds=POLISH_ROUNDS,
         polish_warm=True,
         map=MapConfig(candidates=3),
         candidate_choice="sparsity",
@@ -576,10 +575,10 @@ def _standard() -> DeblurConfig:
     # start it keeps is polished too). Sized to about two minutes for 255x255 on a 2-core CPU.
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
     # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
-    # safeguard keeps is polished from its sharpest candidate, as quick does, but with
-    # standard's four fresh rounds (quick's result up to quick's twelve warm rounds); SelfDeblur
-    # itself still starts from the medoid. Polish rounds: round 14, design photographs, three
-    # rounds: +0.15 dB for SelfDeblur's kernels; round 16: no gain after the third. Round 17:
+    # safeguard keeps is polished from its sharpest candidate, as quick polishes it, so that it
+    # returns quick's result; SelfDeblur itself still starts from the medoid. Polish rounds:
+    # round 14, design photographs, three rounds: +0.15 dB for SelfDeblur's kernels; round 16: no
+    # gain after the third; round 18: twelve warm rounds (POLISH_ROUNDS). Round 17:
     # safeguard_against="quick" gained 0.12 and 0.08 dB on two sets of 16 design problems but
     # lost 0.13 dB on Levin (4 of its 6 switches wrong), so the safeguard stays "map".
     return _demo().replace(
@@ -592,6 +591,7 @@ def _standard() -> DeblurConfig:
         safeguard=True,
         polish=True,
         polish_rounds=POLISH_ROUNDS,
+        polish_warm=True,
         map=MapConfig(candidates=3),
         candidate_choice="sparsity",
     )
