@@ -6,7 +6,8 @@ threshold as a fraction of the peak, margin in pixels) then chooses a size, and 
 pipeline (MAP at that size, sparse step at 5x the noise-derived strength) is scored at each
 distinct size, next to the true support's size. The Levin set is never used here.
 ``--pipeline preset`` scores each size with the ``quick`` preset as users run it (candidates,
-polish) instead.
+polish) instead. ``--probe-candidates 1 3`` compares probes: one MAP estimate, or the medoid of
+that many orientation candidates (as ``quick`` estimates its kernel).
 
     python benchmarks/auto_design.py --rules 0.05:4 0.1:2 0.1:4 0.2:2 --sizes 15 25
 """
@@ -14,6 +15,7 @@ polish) instead.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,6 +36,7 @@ def main() -> None:
     p.add_argument("--noise", type=float, default=0.005)
     p.add_argument("--rules", nargs="+", default=["0.05:4", "0.1:2", "0.1:4", "0.2:2"])
     p.add_argument("--pipeline", choices=["oneshot", "preset"], default="oneshot")
+    p.add_argument("--probe-candidates", type=int, nargs="+", default=[1])
     args = p.parse_args()
     rules = [tuple(float(v) for v in r.split(":")) for r in args.rules]
     cfg, cpu = MapConfig(), torch.device("cpu")
@@ -43,7 +46,10 @@ def main() -> None:
             y, k, sharp = problem(name, ks, ks, args.noise)
             strength = 5 * 29.9 * max(estimate_noise_sigma(y), 1e-3) ** 1.98
             side = probe_size(y.shape)
-            probe = estimate_map(y[None], (side, side), cfg, device=cpu)
+            probes = [
+                estimate_map(y[None], (side, side), replace(cfg, candidates=c), device=cpu)
+                for c in args.probe_candidates
+            ]
             scores: dict[int, float] = {}
 
             def score(size: int, y=y, sharp=sharp, strength=strength, scores=scores) -> float:
@@ -58,11 +64,12 @@ def main() -> None:
 
             true_size = k.shape[0]
             row = [true_size, score(true_size)]
-            for thr, margin in rules:
-                size = size_from_probe(probe.kernels[0], threshold=thr, margin=int(margin))[
-                    "chosen"
-                ]
-                row += [size, score(size)]
+            for probe in probes:
+                for thr, margin in rules:
+                    size = size_from_probe(probe.kernels[0], threshold=thr, margin=int(margin))[
+                        "chosen"
+                    ]
+                    row += [size, score(size)]
             table.append(row)
             print(
                 f"{name:10s} k{ks:2d} "
@@ -71,10 +78,11 @@ def main() -> None:
             )
     a = np.array(table)
     print(f"true size: mean {a[:, 1].mean():.2f} dB")
-    for j, (thr, margin) in enumerate(rules):
+    variants = [(c, thr, margin) for c in args.probe_candidates for thr, margin in rules]
+    for j, (c, thr, margin) in enumerate(variants):
         sizes, psnrs = a[:, 2 + 2 * j], a[:, 3 + 2 * j]
         print(
-            f"rule {thr:g}:{margin:g}: mean {psnrs.mean():.2f} dB, size - true "
+            f"probe of {c}, rule {thr:g}:{margin:g}: mean {psnrs.mean():.2f} dB, size - true "
             f"{(sizes - a[:, 0]).mean():+.1f} px, smaller than true {int((sizes < a[:, 0]).sum())}"
         )
 

@@ -572,7 +572,8 @@ def _standard() -> DeblurConfig:
     # demo's U-Net fitted to the MAP latent and Gk to the MAP kernel (60 steps), then 300 joint
     # iterations (1 - SSIM from 150), the kernel polished at full resolution with the sparse
     # non-blind step, and the safeguard against the MAP start after the sparse step alone (a
-    # start it keeps is polished too). Sized to about two minutes for 255x255 on a 2-core CPU.
+    # start it keeps is polished too). Sized to at most two minutes for 255x255 on a 2-core CPU
+    # (55 s per Levin image in round 18).
     # The candidates and the polish gained 0.52 dB on the design photographs at noise 0.002
     # (8 problems: 7 better, one 0.01 dB worse; docs/benchmarks.md). A MAP start that the
     # safeguard keeps is polished from its sharpest candidate, as quick polishes it, so that it
@@ -627,9 +628,9 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             "standard",
-            "standard (about 2 min on a CPU)",
+            "standard (about 1 min on a CPU)",
             "SelfDeblur started from the MAP estimate, then the sparse non-blind step; the "
-            "default: about two minutes for 255x255 on a laptop CPU",
+            "default: about a minute for 255x255 on a laptop CPU",
             _standard,
         ),
         Preset(

@@ -617,7 +617,9 @@ def auto_kernel_size(
     Returns ``{"probe": S, "support": [height, width], "chosen": n}``.
     """
     probe = probe_size(y.shape)
-    one = replace(cfg, candidates=1)  # the support only: one estimate is enough
+    # The support only: one estimate is enough (round 19: a medoid of three candidates chose
+    # tighter windows but scored 0.13 dB lower on 24 design problems, at 3x the cost).
+    one = replace(cfg, candidates=1)
     res = estimate_map(y[None], (probe, probe), one, device=device, should_stop=should_stop)
     return {"probe": probe, **size_from_probe(res.kernels[0])}
 
