@@ -53,13 +53,14 @@ def main() -> None:
             scores: dict[int, float] = {}
 
             def score(size: int, y=y, sharp=sharp, strength=strength, scores=scores) -> float:
-                if size not in scores and args.pipeline == "preset":
+                if size in scores:
+                    return scores[size]
+                if args.pipeline == "preset":
                     out = deblur(y, size, preset="quick", device="cpu").latent
-                    scores[size] = levin_score(out, sharp).psnr
-                elif size not in scores:
+                else:
                     est = estimate_map(y[None], (size, size), cfg, device=cpu).kernels[0]
                     out = refine(y, est, "sparse", strength=strength).image
-                    scores[size] = levin_score(out, sharp).psnr
+                scores[size] = levin_score(out, sharp).psnr
                 return scores[size]
 
             true_size = k.shape[0]

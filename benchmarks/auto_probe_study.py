@@ -46,7 +46,7 @@ def main() -> None:
                 chosen = [probes[0]["chosen"], max(q["chosen"] for q in probes)]
                 chosen.append(size_from_probe(res.kernels[0])["chosen"])
                 true_nz, true_02 = (
-                    max(size_from_probe(k, threshold=t)["support"]) for t in (1e-9, 0.2)
+                    max(size_from_probe(k, threshold=f)["support"]) for f in (1e-9, 0.2)
                 )
                 rows.append([ks, true_nz, *chosen])
                 note = res.candidates[0]
