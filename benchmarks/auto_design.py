@@ -7,7 +7,8 @@ pipeline (MAP at that size, sparse step at 5x the noise-derived strength) is sco
 distinct size, next to the true support's size. The Levin set is never used here.
 ``--pipeline preset`` scores each size with the ``quick`` preset as users run it (candidates,
 polish) instead. ``--probe-candidates 1 3`` compares probes: one MAP estimate, or the medoid of
-that many orientation candidates (as ``quick`` estimates its kernel).
+that many orientation candidates (as ``quick`` estimates its kernel). ``--tail 0.2`` draws
+kernels that leave a faint tail (a fifth of their energy on the second half of the path).
 
     python benchmarks/auto_design.py --rules 0.05:4 0.1:2 0.1:4 0.2:2 --sizes 15 25
 """
@@ -37,13 +38,16 @@ def main() -> None:
     p.add_argument("--rules", nargs="+", default=["0.05:4", "0.1:2", "0.1:4", "0.2:2"])
     p.add_argument("--pipeline", choices=["oneshot", "preset"], default="oneshot")
     p.add_argument("--probe-candidates", type=int, nargs="+", default=[1])
+    p.add_argument(
+        "--tail", type=float, default=0.5, help="kernel energy in the second half of the path"
+    )
     args = p.parse_args()
     rules = [tuple(float(v) for v in r.split(":")) for r in args.rules]
     cfg, cpu = MapConfig(), torch.device("cpu")
     table = []
     for name in args.images:
         for ks in args.sizes:
-            y, k, sharp = problem(name, ks, ks, args.noise)
+            y, k, sharp = problem(name, ks, ks, args.noise, tail=args.tail)
             strength = 5 * 29.9 * max(estimate_noise_sigma(y), 1e-3) ** 1.98
             side = probe_size(y.shape)
             probes = [

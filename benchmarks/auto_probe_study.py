@@ -30,6 +30,9 @@ def main() -> None:
     p.add_argument("--images", nargs="+", default=["camera", "astronaut", "coffee", "text"])
     p.add_argument("--sizes", type=int, nargs="+", default=[11, 15, 19, 25])
     p.add_argument("--offsets", type=int, nargs="+", default=[0, 100])
+    p.add_argument(
+        "--tail", type=float, default=0.5, help="kernel energy in the second half of the path"
+    )
     args = p.parse_args()
     cfg = MapConfig(candidates=3)
     print("image ks seed true_nz true_02 | supports | one union medoid | kept agreement secs")
@@ -37,7 +40,7 @@ def main() -> None:
     for name in args.images:
         for ks in args.sizes:
             for off in args.offsets:
-                y, k, _ = problem(name, ks, ks + off, 0.002)
+                y, k, _ = problem(name, ks, ks + off, 0.002, tail=args.tail)
                 side = probe_size(y.shape)
                 t = time.perf_counter()
                 res = estimate_map(y[None], (side, side), cfg, device=torch.device("cpu"))

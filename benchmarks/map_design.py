@@ -24,8 +24,9 @@ import numpy as np
 IMAGES = ("camera", "astronaut", "coffee", "text", "brick", "chelsea", "cell", "hubble_deep_field")
 
 
-def problem(name: str, ksize: int, seed: int, sigma: float, size: int = 255):
-    """(blurry, true kernel, sharp) for one design image, kernel size and noise level.
+def problem(name: str, ksize: int, seed: int, sigma: float, size: int = 255, tail: float = 0.5):
+    """(blurry, true kernel, sharp) for one design image, kernel size and noise level; ``tail``
+    is the kernel's energy in the second half of its path (``shake_psf``; < 0.5: a faint tail).
 
     Raises ValueError when the photograph is too small for the crop and the kernel.
     """
@@ -40,7 +41,7 @@ def problem(name: str, ksize: int, seed: int, sigma: float, size: int = 255):
     im = rgb2gray(im) if im.ndim == 3 else im / 255.0
     if name == "text":  # 172 rows: tile it to the crop size
         im = np.tile(im, (3, 1))
-    k = shake_psf(ksize, seed)
+    k = shake_psf(ksize, seed, tail=tail)
     kh = k.shape[0]
     h, w = im.shape
     y0, x0 = (h - size - kh) // 2, (w - size - kh) // 2

@@ -109,3 +109,21 @@ def test_next_fast_len():
     from napari_selfdeblur.imaging.fourier import next_fast_len
 
     assert [next_fast_len(n) for n in (1, 7, 11, 270, 271)] == [1, 8, 12, 270, 288]
+
+
+def test_shake_psf_tail_moves_energy_off_the_second_half():
+    from napari_selfdeblur.imaging.psf import rasterize_path, shake_psf
+
+    # The default spends the same time on every step: the same kernel as unit weights.
+    even = shake_psf(19, seed=3)
+    np.testing.assert_array_equal(even, shake_psf(19, seed=3, tail=0.5))
+    faint = shake_psf(19, seed=3, tail=0.1)
+    assert faint.sum() == pytest.approx(1.0)
+    # Same path, so the same footprint, but the tail's pixels are much fainter than the peak.
+    assert np.array_equal(faint > 0, even > 0)
+    assert (faint > 0.2 * faint.max()).sum() < (even > 0.2 * even.max()).sum()
+    # Weights: two points, the second three times heavier, split 1:3.
+    k = rasterize_path(np.array([[1.0, 1.0], [3.0, 3.0]]), 5, np.array([1.0, 3.0]))
+    assert (k[1, 1], k[3, 3]) == pytest.approx((0.25, 0.75))
+    with pytest.raises(InvalidInputError, match="tail"):
+        shake_psf(9, tail=1.0)

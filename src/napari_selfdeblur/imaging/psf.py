@@ -63,13 +63,16 @@ def motion_psf(length: float, angle: float = 0.0, samples_per_px: int = 8) -> np
     return rasterize_path(np.stack([c + t * dy, c + t * dx], axis=1), n)
 
 
-def rasterize_path(points: np.ndarray, size: int) -> np.ndarray:
-    """A size x size PSF from points (y, x) in pixels along a path, splatted bilinearly.
+def rasterize_path(points: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """A size x size PSF from points (y, x) in pixels along a path, splatted bilinearly, each
+    with its weight (the time the camera spent there; default: the same for every point).
 
     Points outside the square are dropped; the result sums to 1.
     """
+    points = np.asarray(points, dtype=np.float64)
+    weights = np.ones(len(points)) if weights is None else np.asarray(weights, dtype=np.float64)
     k = np.zeros((size, size))
-    for y, x in np.asarray(points, dtype=np.float64):
+    for (y, x), wp in zip(points, weights, strict=True):
         iy, ix = math.floor(y), math.floor(x)
         fy, fx = y - iy, x - ix
         for oy, ox, w in (
@@ -79,14 +82,21 @@ def rasterize_path(points: np.ndarray, size: int) -> np.ndarray:
             (1, 1, fy * fx),
         ):
             if 0 <= iy + oy < size and 0 <= ix + ox < size:
-                k[iy + oy, ix + ox] += w
+                k[iy + oy, ix + ox] += w * wp
     if k.sum() <= 0:
         raise InvalidInputError("the path lies outside the kernel")
     return k / k.sum()
 
 
-def shake_psf(size: int, seed: int = 0, steps: int = 400) -> np.ndarray:
-    """A random camera-shake-like PSF: a smoothed random walk scaled to fill size x size."""
+def shake_psf(size: int, seed: int = 0, steps: int = 400, tail: float = 0.5) -> np.ndarray:
+    """A random camera-shake-like PSF: a smoothed random walk scaled to fill size x size.
+
+    ``tail`` is the fraction of the energy in the second half of the walk's steps: 0.5 (the
+    default) spends the same time on every step; less leaves a faint tail, as when the camera
+    speeds up at the end of the exposure.
+    """
+    if not 0 < tail < 1:
+        raise InvalidInputError(f"tail must be between 0 and 1, got {tail}")
     rng = np.random.default_rng(seed)
     pos, vel = np.zeros(2), rng.normal(size=2)
     pts = []
@@ -97,7 +107,8 @@ def shake_psf(size: int, seed: int = 0, steps: int = 400) -> np.ndarray:
     pts = np.array(pts)
     pts -= pts.mean(0)
     pts *= (size // 2 - 1) / max(float(np.abs(pts).max()), 1e-9)
-    return rasterize_path(pts + size // 2, size)
+    weights = None if tail == 0.5 else np.where(np.arange(steps) < steps // 2, 1 - tail, tail)
+    return rasterize_path(pts + size // 2, size, weights)
 
 
 def prepare_kernel(kernel: np.ndarray, name: str = "kernel") -> np.ndarray:
