@@ -24,7 +24,7 @@ import numpy as np
 def main() -> None:
     import torch
 
-    from map_design import problem
+    from map_design import add_tail_argument, problem
     from napari_selfdeblur import deblur, refine
     from napari_selfdeblur.config import MapConfig
     from napari_selfdeblur.engine.map_kernel import estimate_map, probe_size, size_from_probe
@@ -38,9 +38,7 @@ def main() -> None:
     p.add_argument("--rules", nargs="+", default=["0.05:4", "0.1:2", "0.1:4", "0.2:2"])
     p.add_argument("--pipeline", choices=["oneshot", "preset"], default="oneshot")
     p.add_argument("--probe-candidates", type=int, nargs="+", default=[1])
-    p.add_argument(
-        "--tail", type=float, default=0.5, help="kernel energy in the second half of the path"
-    )
+    add_tail_argument(p)
     args = p.parse_args()
     rules = [tuple(float(v) for v in r.split(":")) for r in args.rules]
     cfg, cpu = MapConfig(), torch.device("cpu")

@@ -22,7 +22,7 @@ import numpy as np
 def main() -> None:
     import torch
 
-    from map_design import problem
+    from map_design import add_tail_argument, problem
     from napari_selfdeblur.config import MapConfig
     from napari_selfdeblur.engine.map_kernel import estimate_map, probe_size, size_from_probe
 
@@ -30,9 +30,7 @@ def main() -> None:
     p.add_argument("--images", nargs="+", default=["camera", "astronaut", "coffee", "text"])
     p.add_argument("--sizes", type=int, nargs="+", default=[11, 15, 19, 25])
     p.add_argument("--offsets", type=int, nargs="+", default=[0, 100])
-    p.add_argument(
-        "--tail", type=float, default=0.5, help="kernel energy in the second half of the path"
-    )
+    add_tail_argument(p)
     args = p.parse_args()
     cfg = MapConfig(candidates=3)
     print("image ks seed true_nz true_02 | supports | one union medoid | kept agreement secs")

@@ -42,12 +42,12 @@ def main() -> None:
             y, k, sharp = problem(name, ks, ks, args.noise)
             auto = auto_kernel_size(y, MapConfig(), device=torch.device("cpu"))
             sizes = [min(auto["probe"], auto["chosen"] + e) for e in args.extra]
+            tried = list(dict.fromkeys(sizes))
             runs = {}
-            for s in dict.fromkeys([*sizes, k.shape[0]]):
+            for s in dict.fromkeys([*tried, k.shape[0]]):
                 res = deblur(y, s, preset="quick", device="cpu")
                 psnr = levin_score(res.latent, sharp).psnr
                 runs[s] = (psnr, normalised_sparsity(res.latent), res.kernel)
-            tried = list(dict.fromkeys(sizes))
             sharpest = min(tried, key=lambda s: runs[s][1])
             medoid = max(
                 tried, key=lambda s: sum(kernel_similarity(runs[s][2], runs[t][2]) for t in tried)

@@ -66,6 +66,15 @@ def add_grid_arguments(p, *, preset: str, sizes, noise) -> None:
     p.add_argument("--noise", type=float, nargs="+", default=list(noise))
 
 
+def add_tail_argument(p) -> None:
+    """The ``--tail`` option: the kernel's energy in the second half of its path (``problem``;
+    0.5, the default, gives the kernels of every earlier round; less leaves a faint tail).
+    """
+    p.add_argument(
+        "--tail", type=float, default=0.5, help="kernel energy in the second half of the path"
+    )
+
+
 def design_problems(images, sizes, noise):
     """Yield (name, kernel size, noise, blurry, true kernel, sharp) for every combination, the
     true kernel drawn with seed ``size + 1``; a photograph too small for the crop is reported

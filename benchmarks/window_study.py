@@ -17,7 +17,7 @@ import numpy as np
 
 
 def main() -> None:
-    from map_design import problem
+    from map_design import add_tail_argument, problem
     from napari_selfdeblur import deblur
     from napari_selfdeblur.evaluation.metrics import levin_score
     from napari_selfdeblur.imaging.psf import kernel_similarity
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--images", nargs="+", default=["camera", "coffee", "chelsea"])
     p.add_argument("--sizes", type=int, nargs="+", default=[19])
     p.add_argument("--extra", type=int, default=12, help="largest window minus the true one, px")
-    p.add_argument("--tail", type=float, default=0.5, help="see map_design.problem")
+    add_tail_argument(p)
     args = p.parse_args()
     print("image ks window psnr similarity")
     spreads = []
